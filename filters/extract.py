@@ -1,0 +1,242 @@
+"""Turn one span of a source video into face-centred clips: the per-chunk work of ingestion.
+
+Steps, all streaming (one decoded frame in flight plus the tracker's short look-ahead):
+1. decode the span upright at the output rate (``filters.frames``);
+2. detect shot boundaries online (``filters.scenes``); a cut closes the current clip;
+3. track the main face through each shot and smooth its box (``filters.face_track``);
+4. crop a square around it, resize, and encode straight into the clip's mp4 (``filters.crop``);
+5. cut the span's 16 kHz audio for each clip at exactly the clip's frame times (640 samples per frame at
+   25 fps), so audio and video stay aligned to the sample.
+
+Clip rule: a shot is cut into consecutive clips of ``max_s`` seconds from its first frame; the remainder
+is a clip of its own when it lasts at least ``min_s`` and is otherwise dropped as ``too_short``. A chunk
+boundary ends a clip like a cut does. Every dropped clip is reported with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from filters.audio import TARGET_RATE, AudioSegment, read_audio_segment
+from filters.crop import CropConfig, crop_and_resize, crop_box_for_face
+from filters.face_track import FaceDetector, FaceTrackConfig, ShotTracker, TrackedFrame
+from filters.frames import DecodeError, iter_frames
+from filters.scenes import SceneCutDetector
+from shards.media_writer import EncodeConfig, Mp4Writer, write_wav
+
+CLIP_REJECT_REASONS = ("too_short", "no_face", "multi_face", "decode_error")
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    min_s: float = 2.0
+    max_s: float = 10.0
+    fps: float = 25.0
+    min_face_ratio: float = 0.5  # share of detector frames that must find a face, else "no_face"
+    max_multi_face_ratio: float = 0.2  # share of detector frames allowed a second prominent face, else "multi_face"
+
+
+@dataclass(frozen=True)
+class SceneConfig:
+    threshold: float = 20.0
+    adaptive_ratio: float = 3.0
+    min_shot_frames: int = 10
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    scenes: SceneConfig = field(default_factory=SceneConfig)
+    track: FaceTrackConfig = field(default_factory=FaceTrackConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    audio_rate: int = TARGET_RATE
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ExtractConfig":
+        """Build from nested mappings; unknown sections or keys raise ``ValueError`` naming them."""
+        sections = {"clip": ClipConfig, "scenes": SceneConfig, "track": FaceTrackConfig, "crop": CropConfig, "encode": EncodeConfig}
+        unknown = sorted(set(values) - set(sections) - {"audio_rate"})
+        if unknown:
+            raise ValueError(f"unknown ingest config section(s) {unknown}; allowed: {sorted(sections) + ['audio_rate']}")
+        built = {}
+        for name, section_cls in sections.items():
+            given = values.get(name) or {}
+            allowed = set(section_cls.__dataclass_fields__)
+            bad = sorted(set(given) - allowed)
+            if bad:
+                raise ValueError(f"unknown key(s) {bad} in ingest config section {name!r}; allowed: {sorted(allowed)}")
+            built[name] = section_cls(**given)
+        return cls(**built, audio_rate=int(values.get("audio_rate", TARGET_RATE)))
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """One span of one source; what a Ray worker receives."""
+
+    source_id: str
+    video_path: str  # local path
+    start_s: float
+    end_s: float
+    chunk_index: int
+    staging_dir: str
+    rotation: int = 0
+    audio_path: str | None = None  # sidecar audio (local path); None = the video's own audio stream
+    audio_origin_s: float | None = None  # where the sidecar's first sample sits on the video timeline
+
+
+@dataclass
+class ChunkResult:
+    job: ChunkJob
+    clips: list[dict]  # one record per clip, kept or dropped, in time order
+    frames_read: int
+
+
+def extract_chunk(job: ChunkJob, detector: FaceDetector, config: ExtractConfig) -> ChunkResult:
+    audio_path = job.audio_path or job.video_path
+    audio = read_audio_segment(audio_path, job.start_s, job.end_s, rate=config.audio_rate, origin_s=job.audio_origin_s)
+    assembler = _ClipAssembler(job, config, audio)
+    scenes = SceneCutDetector(**asdict(config.scenes))
+    tracker = ShotTracker(detector, config.track, config.clip.fps)
+    frames_read = 0
+    try:
+        for frame in iter_frames(
+            job.video_path, start_s=job.start_s, end_s=job.end_s, fps=config.clip.fps, rotation=job.rotation
+        ):
+            frames_read += 1
+            if scenes.push(frame.rgb):
+                assembler.add_all(tracker.flush())
+                assembler.close_clip()
+                tracker = ShotTracker(detector, config.track, config.clip.fps)
+            assembler.add_all(tracker.push(frame))
+        assembler.add_all(tracker.flush())
+        assembler.close_clip()
+    except DecodeError as error:
+        assembler.add_all(tracker.flush())
+        assembler.close_clip(forced_reason="decode_error", detail=str(error))
+    return ChunkResult(job, assembler.records, frames_read)
+
+
+class _ClipAssembler:
+    """Groups tracked frames into clips, encodes kept ones as they arrive, and records every clip.
+
+    Only per-frame numbers are kept for the clip being built; pixels go straight to the encoder. A
+    stretch of frames with no face nearby (the tracker has no box) becomes its own ``no_face`` record.
+    """
+
+    def __init__(self, job: ChunkJob, config: ExtractConfig, audio: AudioSegment):
+        self.job = job
+        self.config = config
+        self.audio = audio
+        self.max_frames = int(round(config.clip.max_s * config.clip.fps))
+        self.min_frames = int(math.ceil(config.clip.min_s * config.clip.fps - 1e-6))
+        self.records: list[dict] = []
+        self._frames: list[dict] = []
+        self._writer: Mp4Writer | None = None
+        self._tmp_video: Path | None = None
+
+    def add_all(self, tracked: list[TrackedFrame]) -> None:
+        for item in tracked:
+            has_face = item.face_box is not None
+            if self._frames and (len(self._frames) >= self.max_frames or has_face != self._has_face):
+                self.close_clip()
+            self._add(item)
+
+    @property
+    def _has_face(self) -> bool:
+        return self._frames[0]["face_box"] is not None
+
+    def _add(self, item: TrackedFrame) -> None:
+        crop_box = None
+        if item.face_box is not None:
+            height, width = item.frame.rgb.shape[:2]
+            crop_box = crop_box_for_face(item.face_box, width, height, self.config.crop)
+            if self._writer is None:
+                self._open_writer()
+            self._writer.write(crop_and_resize(item.frame.rgb, crop_box, self.config.crop.size))
+        self._frames.append(
+            {
+                "time_s": item.frame.time_s,
+                "is_keyframe": item.is_keyframe,
+                "n_faces": item.n_faces,
+                "has_second_face": item.has_second_face,
+                "face_box": None if item.face_box is None else [round(float(v), 1) for v in item.face_box],
+                "crop_box": None if crop_box is None else crop_box.tolist(),
+            }
+        )
+
+    def _open_writer(self) -> None:
+        self._tmp_video = Path(self.job.staging_dir) / f".{self._clip_name()}.tmp.mp4"
+        self._tmp_video.parent.mkdir(parents=True, exist_ok=True)
+        size = self.config.crop.size
+        self._writer = Mp4Writer(self._tmp_video, fps=self.config.clip.fps, width=size, height=size, config=self.config.encode)
+
+    def _clip_name(self) -> str:
+        return f"c{self.job.chunk_index:05d}_{len(self.records):04d}"
+
+    def close_clip(self, forced_reason: str | None = None, detail: str = "") -> None:
+        if not self._frames:
+            return
+        record = self._describe_clip()
+        reason, reason_detail = (forced_reason, detail) if forced_reason else self._reject_reason(record)
+        if self._writer is not None:
+            self._writer.close()
+        name = self._clip_name()
+        if reason is None:
+            stage = Path(self.job.staging_dir)
+            os.replace(self._tmp_video, stage / f"{name}.mp4")
+            write_wav(stage / f"{name}.wav", self._clip_audio(record), self.config.audio_rate)
+            record["staged_name"] = name
+        elif self._tmp_video is not None:
+            self._tmp_video.unlink(missing_ok=True)
+        record.update(status="ok" if reason is None else "rejected", reject_reason=reason, reject_detail=reason_detail)
+        self.records.append(record)
+        self._frames, self._writer, self._tmp_video = [], None, None
+
+    def _describe_clip(self) -> dict:
+        fps = self.config.clip.fps
+        frames = self._frames
+        keyframes = [f for f in frames if f["is_keyframe"]]
+        n_key = max(1, len(keyframes))
+        face_sides = [max(b[2] - b[0], b[3] - b[1]) for b in (f["face_box"] for f in frames) if b is not None]
+        return {
+            "source_id": self.job.source_id,
+            "chunk_index": self.job.chunk_index,
+            "start_s": round(frames[0]["time_s"], 6),
+            "end_s": round(frames[0]["time_s"] + len(frames) / fps, 6),
+            "n_frames": len(frames),
+            "fps": fps,
+            "face_detect_ratio": sum(f["n_faces"] > 0 for f in keyframes) / n_key,
+            "single_face_ratio": sum(f["n_faces"] == 1 for f in keyframes) / n_key,
+            "multi_face_ratio": sum(f["has_second_face"] for f in keyframes) / n_key,
+            "face_px": float(np.median(face_sides)) if face_sides else 0.0,
+            "face_boxes": [f["face_box"] for f in frames],
+            "crop_boxes": [f["crop_box"] for f in frames],
+            "crop_size": self.config.crop.size,
+            "audio_rate": self.config.audio_rate,
+        }
+
+    def _reject_reason(self, record: dict) -> tuple[str | None, str]:
+        clip = self.config.clip
+        if not self._has_face or record["face_detect_ratio"] < clip.min_face_ratio:
+            return "no_face", f"face found in {record['face_detect_ratio']:.0%} of detector frames (need {clip.min_face_ratio:.0%})"
+        if record["n_frames"] < self.min_frames:
+            return "too_short", f"{record['n_frames']} frames < {self.min_frames} ({clip.min_s}s)"
+        if record["multi_face_ratio"] > clip.max_multi_face_ratio:
+            return "multi_face", f"second prominent face in {record['multi_face_ratio']:.0%} of detector frames (limit {clip.max_multi_face_ratio:.0%})"
+        return None, ""
+
+    def _clip_audio(self, record: dict) -> np.ndarray:
+        """The clip's samples: exactly ``n_frames * rate / fps`` of them, starting at its first frame's time."""
+        rate = self.audio.rate
+        lo = int(round((record["start_s"] - self.audio.start_s) * rate))
+        count = int(round(record["n_frames"] * rate / record["fps"]))
+        return self.audio.samples[lo : lo + count]

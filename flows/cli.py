@@ -1,0 +1,119 @@
+"""The ``fada`` command. Subcommands mirror the flows and call the same library functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["clip.max_s=8", "chunk_s=60"]`` → nested mapping; values are parsed as YAML scalars."""
+    tree: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects section.key=value, got {pair!r}")
+        dotted, raw = pair.split("=", 1)
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return tree
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
+
+
+def load_ingest_config(config_path: str | None, overrides: list[str]):
+    from flows.ingest import IngestConfig
+
+    values = {}
+    if config_path:
+        with open(config_path) as fh:
+            values = yaml.safe_load(fh) or {}
+    try:
+        return IngestConfig.from_dict(_merge(values, parse_overrides(overrides)))
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"invalid ingest configuration: {exc}") from exc
+
+
+def format_report(report) -> str:
+    """The summary table users read after a run: sources by outcome, clips kept and dropped by reason, hours."""
+    lines = [f"ingest into {report.data_dir}  ({report.seconds:.1f}s, {report.frames_read} frames read)", ""]
+    lines.append(f"{'sources':<28}{'count':>8}")
+    for outcome, count in sorted(report.outcome_counts().items()):
+        lines.append(f"  {outcome:<26}{count:>8}")
+    for row in report.sources:
+        if row["outcome"] in ("rejected", "failed"):
+            lines.append(f"    {row['outcome']}: {row['reason']:<18} {Path(row['uri']).name}  {row.get('detail', '')}")
+    lines += ["", f"{'clips':<28}{'count':>8}", f"  {'kept':<26}{report.clips_ok:>8}"]
+    for reason, count in sorted(report.clips_rejected.items()):
+        lines.append(f"  {'rejected: ' + reason:<26}{count:>8}")
+    lines += ["", f"hours kept: {report.hours_ok:.4f} ({report.hours_ok * 3600:.1f} s)"]
+    return "\n".join(lines)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import ingest
+    from shards.sources import ManifestError
+
+    config = load_ingest_config(args.config, args.set)
+    try:
+        report = ingest(args.manifest, args.out, config, workers=args.workers, progress=not args.quiet)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from filters.synthetic import demo_sources
+    from flows.ingest import ingest
+
+    out = Path(args.out)
+    print(f"generating synthetic speakers in {out / 'sources'} …")
+    demo_sources(out / "sources")
+    config = load_ingest_config(args.config, args.set)
+    report = ingest(out / "sources" / "manifest.yaml", out / "data", config, workers=args.workers, progress=not args.quiet)
+    print(format_report(report))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fada", description="FADA data pipeline and distillation")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="ingest configuration YAML (sections: probe, clip, scenes, track, crop, encode, chunk_s)")
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one configuration value")
+        p.add_argument("--workers", type=int, default=None, help="Ray actors (default: all CPUs of the cluster; 0 = no Ray)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ingest_p = sub.add_parser("ingest", help="probe, cut, track and crop the sources of a manifest into clips")
+    ingest_p.add_argument("manifest", help="sources manifest (.yaml, .csv or .parquet)")
+    ingest_p.add_argument("--out", required=True, help="data directory")
+    add_run_options(ingest_p)
+    ingest_p.set_defaults(func=cmd_ingest)
+
+    demo_p = sub.add_parser("demo", help="generate synthetic speakers and ingest them")
+    demo_p.add_argument("--out", default="demo-data", help="demo directory")
+    add_run_options(demo_p)
+    demo_p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

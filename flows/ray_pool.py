@@ -1,0 +1,134 @@
+"""Ray wiring: start or join a cluster, and run jobs on a pool of long-lived actors.
+
+``ray.init()`` starts a local Ray by default; ``RAY_ADDRESS`` joins an existing cluster. Actors hold what is
+expensive to load (detector models) for their whole life, so models load once per worker, not per clip.
+A job that raises is returned as a failure record; an actor that dies is replaced and its job recorded as
+failed; the other jobs go on.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job: Any
+    value: Any = None
+    error: str | None = None  # "<ExceptionType>: message" when the job failed
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` when set, else start a local Ray on 127.0.0.1 (once per process)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=256 * 1024**2,
+            _node_ip_address="127.0.0.1",
+        )
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class _Runner:
+    """Actor body: builds the worker state once, then runs jobs through ``fn(state, job)``."""
+
+    def __init__(self, make_state: Callable[[], Any], fn: Callable[[Any, Any], Any]):
+        self.state = make_state()
+        self.fn = fn
+
+    def run(self, job: Any) -> tuple[Any, str | None]:
+        try:
+            return self.fn(self.state, job), None
+        except Exception as exc:  # a bad job is recorded, never fatal to the pool
+            return None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
+
+
+class ActorPool:
+    """``n_actors`` Ray actors, each running ``fn(state, job)`` with its own ``state = make_state()``.
+
+    ``map`` yields outcomes as jobs finish (completion order). Use as a context manager; ``close`` kills
+    the actors.
+    """
+
+    def __init__(self, make_state: Callable[[], Any], fn: Callable[[Any, Any], Any], *, n_actors: int, num_cpus_per_actor: float = 1.0):
+        import ray
+
+        self._ray = ray
+        self._actor_cls = ray.remote(num_cpus=num_cpus_per_actor, max_restarts=0)(_Runner)
+        self._make_state, self._fn = make_state, fn
+        self._idle = [self._new_actor() for _ in range(max(1, n_actors))]
+
+    def _new_actor(self):
+        return self._actor_cls.remote(self._make_state, self._fn)
+
+    def map(self, jobs: Iterable[Any]) -> Iterator[JobOutcome]:
+        ray = self._ray
+        pending_jobs = list(jobs)[::-1]
+        running: dict[Any, tuple[Any, Any]] = {}
+        while pending_jobs or running:
+            while self._idle and pending_jobs:
+                actor, job = self._idle.pop(), pending_jobs.pop()
+                running[actor.run.remote(job)] = (actor, job)
+            done, _ = ray.wait(list(running), num_returns=1)
+            actor, job = running.pop(done[0])
+            try:
+                value, error = ray.get(done[0])
+                self._idle.append(actor)
+            except ray.exceptions.RayError as exc:  # the actor died (crash, out of memory): replace it
+                value, error = None, f"{type(exc).__name__}: {exc}"
+                self._idle.append(self._new_actor())
+            yield JobOutcome(job, value, error)
+
+    def close(self) -> None:
+        for actor in self._idle:
+            self._ray.kill(actor)
+        self._idle = []
+
+    def __enter__(self) -> "ActorPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class InlinePool:
+    """The same contract in this process, without Ray (debugging, benchmarks, ``--workers 0``)."""
+
+    def __init__(self, make_state: Callable[[], Any], fn: Callable[[Any, Any], Any]):
+        self._runner = _Runner(make_state, fn)
+
+    def map(self, jobs: Iterable[Any]) -> Iterator[JobOutcome]:
+        for job in jobs:
+            value, error = self._runner.run(job)
+            yield JobOutcome(job, value, error)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "InlinePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,48 @@
+"""The source ledger: one JSON record per source (by content hash) under ``DATA_DIR/sources/``.
+
+A source whose record says ``done`` or ``rejected`` is never processed again; a renamed or re-listed
+copy (same bytes, same sha256) only adds its URI to the record's aliases. ``failed`` sources (a task
+crashed) are retried on the next run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from shards.atomic import atomic_write_json, read_json
+
+FINAL_STATUSES = ("done", "rejected")
+
+
+class SourceLedger:
+    def __init__(self, data_dir: str | os.PathLike):
+        self.root = Path(data_dir) / "sources"
+
+    def path_for(self, source_id: str) -> Path:
+        return self.root / f"{source_id}.json"
+
+    def get(self, source_id: str) -> dict | None:
+        path = self.path_for(source_id)
+        return read_json(path) if path.exists() else None
+
+    def is_final(self, source_id: str) -> bool:
+        record = self.get(source_id)
+        return record is not None and record.get("status") in FINAL_STATUSES
+
+    def write(self, record: dict) -> None:
+        atomic_write_json(self.path_for(record["source_id"]), record)
+
+    def add_alias(self, source_id: str, uri: str) -> bool:
+        """Remember another URI for an already recorded source; True when it was new."""
+        record = self.get(source_id)
+        if record is None or uri == record.get("uri") or uri in record.get("aliases", []):
+            return False
+        record["aliases"] = sorted({*record.get("aliases", []), uri})
+        self.write(record)
+        return True
+
+    def records(self) -> list[dict]:
+        if not self.root.exists():
+            return []
+        return [read_json(path) for path in sorted(self.root.glob("*.json"))]

@@ -1,0 +1,59 @@
+"""Writers for clip media: H.264 mp4 (yuv420p) streamed frame by frame, and 16-bit PCM wav."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import av
+import numpy as np
+import soundfile
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    crf: int = 18
+    preset: str = "veryfast"
+    threads: int = 1  # one encoder thread per Ray worker core
+
+
+class Mp4Writer:
+    """Encode RGB frames into an H.264/yuv420p mp4 as they arrive (nothing is buffered here)."""
+
+    def __init__(self, path: str | os.PathLike, *, fps: float, width: int, height: int, config: EncodeConfig = EncodeConfig()):
+        self.path = str(path)
+        self._container = av.open(self.path, mode="w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=int(round(fps)))
+        self._stream.width = width
+        self._stream.height = height
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.thread_count = config.threads
+        self._stream.options = {"crf": str(config.crf), "preset": config.preset}
+        self.frames_written = 0
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, rate: int) -> None:
+    """Mono float samples in [-1, 1] to a 16-bit PCM wav."""
+    soundfile.write(str(path), np.clip(samples, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
