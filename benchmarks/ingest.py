@@ -1,0 +1,88 @@
+"""Ingestion throughput per core, against the decode and decode+encode floors on the same file.
+
+Renders a synthetic 512×512 25 fps talking head, then, pinned to one CPU core:
+  1. decode floor        — decode every frame to RGB (what the stage's reader does);
+  2. decode+encode floor — decode, then encode each frame as H.264 with the stage's encoder settings;
+  3. whole stage         — probe, audio, decode, scene cuts, face detection/tracking, crop, encode, wav.
+Prints frames per second for each and the stage's ratio to the decode+encode floor (goal ≥ 0.5).
+
+    .venv/bin/python benchmarks/ingest.py [--seconds 20] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import av
+
+from filters.extract import ChunkJob, ExtractConfig, extract_chunk
+from filters.face_track import FaceDetector
+from filters.probe import probe_source
+from filters.synthetic import SpeakerSpec, render_speaker
+from shards.media_writer import EncodeConfig, Mp4Writer
+
+
+def decode_floor(path: str) -> int:
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        return sum(1 for frame in container.decode(stream) if frame.to_ndarray(format="rgb24") is not None)
+
+
+def decode_encode_floor(path: str, out: str, encode: EncodeConfig) -> int:
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        with Mp4Writer(out, fps=25, width=stream.width, height=stream.height, config=encode) as writer:
+            for frame in container.decode(stream):
+                writer.write(frame.to_ndarray(format="rgb24"))
+            return writer.frames_written
+
+
+def whole_stage(path: str, staging: str, detector: FaceDetector, config: ExtractConfig) -> int:
+    probe = probe_source(path)
+    start, end = probe.usable_span_s
+    job = ChunkJob(source_id="bench", video_path=path, start_s=start, end_s=end, chunk_index=0, staging_dir=staging, rotation=probe.rotation)
+    result = extract_chunk(job, detector, config)
+    assert all(r["status"] == "ok" for r in result.clips), [r["reject_reason"] for r in result.clips]
+    return result.frames_read
+
+
+def best_rate(fn, repeats: int) -> float:
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        frames = fn()
+        rates.append(frames / (time.perf_counter() - started))
+    return max(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core: every thread shares it
+    config = ExtractConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = str(Path(tmp) / "speaker512.mp4")
+        render_speaker(SpeakerSpec(seed=7, duration_s=args.seconds, width=512, height=512), source)
+        detector = FaceDetector(model_selection=config.track.model_selection)
+        decode = best_rate(lambda: decode_floor(source), args.repeats)
+        floor = best_rate(lambda: decode_encode_floor(source, str(Path(tmp) / "floor.mp4"), config.encode), args.repeats)
+        stage = best_rate(lambda: whole_stage(source, str(Path(tmp) / "stage"), detector, config), args.repeats)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, pinned to 1")
+    print(f"input: synthetic talking head 512x512 25 fps, {args.seconds:.0f} s; encoder libx264 {config.encode.preset} crf {config.encode.crf}")
+    print(f"decode only           {decode:8.1f} frames/s per core")
+    print(f"decode + encode floor {floor:8.1f} frames/s per core")
+    print(f"whole ingest stage    {stage:8.1f} frames/s per core")
+    print(f"ratio stage / floor   {stage / floor:8.2f}  (goal >= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
