@@ -56,6 +56,7 @@ class ExtractConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     audio_rate: int = TARGET_RATE
+    max_frame_side: int = 2048  # larger sources are shrunk on decode (memory and speed); boxes stay in source pixels
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,9 +65,10 @@ class ExtractConfig:
     def from_dict(cls, values: dict) -> "ExtractConfig":
         """Build from nested mappings; unknown sections or keys raise ``ValueError`` naming them."""
         sections = {"clip": ClipConfig, "scenes": SceneConfig, "track": FaceTrackConfig, "crop": CropConfig, "encode": EncodeConfig}
-        unknown = sorted(set(values) - set(sections) - {"audio_rate"})
+        scalars = {"audio_rate": int, "max_frame_side": int}
+        unknown = sorted(set(values) - set(sections) - set(scalars))
         if unknown:
-            raise ValueError(f"unknown ingest config section(s) {unknown}; allowed: {sorted(sections) + ['audio_rate']}")
+            raise ValueError(f"unknown ingest config section(s) {unknown}; allowed: {sorted(sections) + sorted(scalars)}")
         built = {}
         for name, section_cls in sections.items():
             given = values.get(name) or {}
@@ -75,7 +77,8 @@ class ExtractConfig:
             if bad:
                 raise ValueError(f"unknown key(s) {bad} in ingest config section {name!r}; allowed: {sorted(allowed)}")
             built[name] = section_cls(**given)
-        return cls(**built, audio_rate=int(values.get("audio_rate", TARGET_RATE)))
+        built.update({name: cast(values[name]) for name, cast in scalars.items() if name in values})
+        return cls(**built)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,12 @@ def extract_chunk(job: ChunkJob, detector: FaceDetector, config: ExtractConfig) 
     frames_read = 0
     try:
         for frame in iter_frames(
-            job.video_path, start_s=job.start_s, end_s=job.end_s, fps=config.clip.fps, rotation=job.rotation
+            job.video_path,
+            start_s=job.start_s,
+            end_s=job.end_s,
+            fps=config.clip.fps,
+            rotation=job.rotation,
+            max_side=config.max_frame_side,
         ):
             frames_read += 1
             if scenes.push(frame.rgb):
@@ -162,14 +170,15 @@ class _ClipAssembler:
             if self._writer is None:
                 self._open_writer()
             self._writer.write(crop_and_resize(item.frame.rgb, crop_box, self.config.crop.size))
+        to_source = 1.0 / item.frame.scale  # boxes are recorded in source pixels
         self._frames.append(
             {
                 "time_s": item.frame.time_s,
                 "is_keyframe": item.is_keyframe,
                 "n_faces": item.n_faces,
                 "has_second_face": item.has_second_face,
-                "face_box": None if item.face_box is None else [round(float(v), 1) for v in item.face_box],
-                "crop_box": None if crop_box is None else crop_box.tolist(),
+                "face_box": None if item.face_box is None else [round(float(v) * to_source, 1) for v in item.face_box],
+                "crop_box": None if crop_box is None else [int(round(v * to_source)) for v in crop_box],
             }
         )
 

@@ -32,6 +32,7 @@ class Frame:
     time_s: float  # presentation time on the video timeline: start_s + index / fps
     source_time_s: float  # presentation time of the source frame shown
     rgb: np.ndarray  # H x W x 3 uint8, upright
+    scale: float = 1.0  # rgb pixels per source pixel (< 1 when a huge frame was shrunk on decode)
 
 
 def iter_frames(
@@ -42,8 +43,12 @@ def iter_frames(
     fps: float = 25.0,
     rotation: int = 0,
     decoder_threads: int = 1,
+    max_side: int | None = None,
 ) -> Iterator[Frame]:
     """Yield upright RGB frames at ``fps`` for output times in ``[start_s, end_s)``.
+
+    ``max_side`` shrinks frames whose longer side exceeds it (area filter, during colour conversion),
+    bounding memory and work for huge sources; ``Frame.scale`` tells by how much.
 
     Raises ``DecodeError`` (after yielding every frame decoded before it) when the data is corrupt.
     """
@@ -57,6 +62,9 @@ def iter_frames(
         stream.codec_context.thread_count = decoder_threads
         if start_s > 1.0:
             container.seek(int((start_s - 1.0) / stream.time_base), stream=stream, backward=True)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        scale = 1.0 if not max_side or max(width, height) <= max_side else max_side / max(width, height)
+        size = (2 * round(width * scale / 2), 2 * round(height * scale / 2))
         decoded = _decode(container, stream)
         previous: tuple[float, av.VideoFrame] | None = None
         upcoming = next(decoded, None)
@@ -68,7 +76,7 @@ def iter_frames(
             chosen = _nearest(previous, upcoming, target)
             if chosen is None or (upcoming is None and target - chosen[0] > max(2 * half_period, 0.1)):
                 return  # the stream ended before the span did
-            yield Frame(index, target, chosen[0], apply_rotation(chosen[1].to_ndarray(format="rgb24"), rotation))
+            yield Frame(index, target, chosen[0], apply_rotation(_to_rgb(chosen[1], size, scale), rotation), scale)
 
 
 def _decode(container: av.container.InputContainer, stream: av.video.stream.VideoStream):
@@ -82,6 +90,12 @@ def _decode(container: av.container.InputContainer, stream: av.video.stream.Vide
             yield last_time, frame
     except (av.error.FFmpegError, ValueError) as exc:
         raise DecodeError(last_time, str(exc)) from exc
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int], scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return frame.to_ndarray(format="rgb24")
+    return frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA").to_ndarray()
 
 
 def _nearest(previous, upcoming, target: float):
