@@ -1,0 +1,98 @@
+"""What a quality scorer sees: one ingested clip's frames, audio, face track and face landmarks.
+
+Landmarks (mediapipe face mesh, 468 points, in the clip's pixel coordinates) are computed once per clip by
+``LandmarkModel`` and shared by every scorer that needs them (sync, movement, image quality).
+Every scorer is a small class with ``name``, ``version`` and ``score(clip) -> dict[str, float]``; it never
+applies thresholds (that is ``filters.profiles``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import av
+import numpy as np
+import soundfile
+
+N_LANDMARKS = 468
+
+
+@dataclass
+class ClipData:
+    key: str
+    frames: np.ndarray  # (N, S, S, 3) uint8 RGB: the face-centred crop
+    fps: float
+    audio: np.ndarray  # float32 mono in [-1, 1]; N * rate / fps samples, sample 0 at frame 0
+    audio_rate: int
+    landmarks: np.ndarray  # (N, 468, 3) float32: x, y in crop pixels, z in mediapipe's relative units; NaN rows where no face
+    record: dict  # the clip's metadata record (source_tag, face_boxes, crop_boxes, face_px, single_face_ratio, …)
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.frames)
+
+    @property
+    def face_found(self) -> np.ndarray:
+        """(N,) bool: face mesh found a face in the frame."""
+        return ~np.isnan(self.landmarks[:, 0, 0])
+
+
+class Scorer(Protocol):
+    name: str
+    version: str
+
+    def score(self, clip: ClipData) -> dict[str, float]: ...
+
+
+class LandmarkModel:
+    """mediapipe face mesh in video mode (tracks between frames); load once per worker."""
+
+    def __init__(self, min_confidence: float = 0.5):
+        os.environ.setdefault("GLOG_minloglevel", "2")
+        import mediapipe as mp
+
+        self._mp = mp
+        self.min_confidence = min_confidence
+        self._mesh = None
+
+    def landmarks(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 468, 3) landmarks for consecutive frames of one clip (tracking restarts per clip)."""
+        mesh = self._mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=1, refine_landmarks=False,
+            min_detection_confidence=self.min_confidence, min_tracking_confidence=self.min_confidence,
+        )
+        out = np.full((len(frames), N_LANDMARKS, 3), np.nan, np.float32)
+        try:
+            for index, frame in enumerate(frames):
+                height, width = frame.shape[:2]
+                found = mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks
+                if found:
+                    points = np.array([(p.x * width, p.y * height, p.z * width) for p in found[0].landmark], np.float32)
+                    out[index] = points[:N_LANDMARKS]
+        finally:
+            mesh.close()
+        return out
+
+
+def read_clip_frames(mp4_path: str | os.PathLike) -> np.ndarray:
+    with av.open(str(mp4_path)) as container:
+        stream = container.streams.video[0]
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+
+
+def load_clip(mp4_path: str | os.PathLike, wav_path: str | os.PathLike, record: dict, landmark_model: LandmarkModel) -> ClipData:
+    frames = read_clip_frames(mp4_path)
+    audio, rate = soundfile.read(str(wav_path), dtype="float32", always_2d=False)
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    return ClipData(
+        key=record.get("key", ""),
+        frames=frames,
+        fps=float(record.get("fps", 25.0)),
+        audio=audio,
+        audio_rate=rate,
+        landmarks=landmark_model.landmarks(frames),
+        record=record,
+    )
