@@ -84,7 +84,7 @@ class BackgroundScorer:
     name = "background"
     version = "1"
 
-    def __init__(self, stride: int = 2, size: int = 256, person_threshold: float = 0.5, erode_px: int = 4,
+    def __init__(self, stride: int = 3, size: int = 256, person_threshold: float = 0.5, erode_px: int = 4,
                  max_fb_error_px: float = 0.5, shake_sigma_s: float = 0.3, model_selection: int = 0):
         os.environ.setdefault("GLOG_minloglevel", "2")
         import mediapipe as mp

@@ -94,6 +94,7 @@ class ChunkJob:
     rotation: int = 0
     audio_path: str | None = None  # sidecar audio (local path); None = the video's own audio stream
     audio_origin_s: float | None = None  # where the sidecar's first sample sits on the video timeline
+    source_tag: str = ""  # data-source tag from the manifest (scorers read it)
 
 
 @dataclass
@@ -218,6 +219,7 @@ class _ClipAssembler:
         face_sides = [max(b[2] - b[0], b[3] - b[1]) for b in (f["face_box"] for f in frames) if b is not None]
         return {
             "source_id": self.job.source_id,
+            "source_tag": self.job.source_tag,
             "chunk_index": self.job.chunk_index,
             "start_s": round(frames[0]["time_s"], 6),
             "end_s": round(frames[0]["time_s"] + len(frames) / fps, 6),

@@ -57,6 +57,11 @@ def format_report(report) -> str:
     for reason, count in sorted(report.clips_rejected.items()):
         lines.append(f"  {'rejected: ' + reason:<26}{count:>8}")
     lines += ["", f"hours kept: {report.hours_ok:.4f} ({report.hours_ok * 3600:.1f} s)"]
+    if report.profiles:
+        lines += ["", f"{'quality profiles (preview)':<28}{'clips':>8}{'seconds':>10}  rejected by dimension"]
+        for name, tally in report.profiles.items():
+            failed = ", ".join(f"{dim} {n}" for dim, n in sorted(tally["failed"].items())) or "-"
+            lines.append(f"  {name:<26}{tally['kept']:>8}{tally['hours'] * 3600:>10.1f}  {failed}")
     return "\n".join(lines)
 
 

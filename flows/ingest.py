@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 from filters.extract import ChunkJob, ChunkResult, ExtractConfig, extract_chunk
 from filters.face_track import FaceDetector
 from filters.probe import ProbeLimits, ProbeResult, probe_source
+from filters.profiles import load_profile
+from filters.scoring import ClipScorer, ScoringConfig
 from flows.ray_pool import ActorPool, InlinePool, cluster_cpus, ensure_ray
 from shards.atomic import atomic_write_json
 from shards.clip_store import ClipStore
@@ -36,14 +38,18 @@ from shards.ledger import SourceLedger
 from shards.sources import HASH_BLOCK_BYTES, SourceSpec, is_local, load_manifest, source_sha256
 
 
+PREVIEW_PROFILES = ("strict", "lenient")  # the run summary says how many new clips each would keep
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     probe: ProbeLimits = field(default_factory=ProbeLimits)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     chunk_s: float = 120.0  # long sources are split into chunks of this length, one Ray job each
 
     def to_dict(self) -> dict:
-        return {"extract": self.extract.to_dict(), "probe": asdict(self.probe), "chunk_s": self.chunk_s}
+        return {"extract": self.extract.to_dict(), "probe": asdict(self.probe), "scoring": self.scoring.to_dict(), "chunk_s": self.chunk_s}
 
     def digest(self) -> str:
         """Hash of everything that changes the output; recorded in every ledger record."""
@@ -51,19 +57,24 @@ class IngestConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "IngestConfig":
-        """``{"probe": {...}, "chunk_s": s, <ExtractConfig sections>}``; unknown keys raise ValueError."""
+        """``{"probe": {...}, "scoring": {...}, "chunk_s": s, <ExtractConfig sections>}``; unknown keys raise ValueError."""
         values = dict(values or {})
-        probe_values = values.pop("probe", None) or {}
-        bad = sorted(set(probe_values) - set(ProbeLimits.__dataclass_fields__))
-        if bad:
-            raise ValueError(f"unknown key(s) {bad} in ingest config section 'probe'; allowed: {sorted(ProbeLimits.__dataclass_fields__)}")
+        sections = {name: _checked_section(name, values.pop(name, None) or {}, section_cls) for name, section_cls in (("probe", ProbeLimits), ("scoring", ScoringConfig))}
         chunk_s = float(values.pop("chunk_s", 120.0))
-        return cls(extract=ExtractConfig.from_dict(values), probe=ProbeLimits(**probe_values), chunk_s=chunk_s)
+        return cls(extract=ExtractConfig.from_dict(values), probe=ProbeLimits(**sections["probe"]), scoring=ScoringConfig(**sections["scoring"]), chunk_s=chunk_s)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "IngestConfig":
         with open(path) as fh:
             return cls.from_dict(yaml.safe_load(fh) or {})
+
+
+def _checked_section(name: str, values: dict, section_cls: type) -> dict:
+    allowed = set(section_cls.__dataclass_fields__)
+    bad = sorted(set(values) - allowed)
+    if bad:
+        raise ValueError(f"unknown key(s) {bad} in ingest config section {name!r}; allowed: {sorted(allowed)}")
+    return values
 
 
 @dataclass(frozen=True)
@@ -150,20 +161,31 @@ def plan_chunks(inspection: Inspection, config: IngestConfig, staging_dir: str) 
                 rotation=inspection.probe.rotation,
                 audio_path=inspection.audio_path if sidecar else None,
                 audio_origin_s=inspection.probe.video_start_s if sidecar else None,
+                source_tag=inspection.spec.tag,
             )
         )
     return jobs
 
 
 def _make_worker_state(config: IngestConfig) -> dict:
+    """Models a worker loads once and keeps: the face detector and every quality scorer."""
     track = config.extract.track
-    return {"config": config, "detector": FaceDetector(model_selection=track.model_selection, min_confidence=track.min_confidence)}
+    return {
+        "config": config,
+        "detector": FaceDetector(model_selection=track.model_selection, min_confidence=track.min_confidence),
+        "scorer": ClipScorer(config.scoring),
+    }
 
 
 def _work(state: dict, job: InspectJob | ChunkJob) -> Inspection | ChunkResult:
     if isinstance(job, InspectJob):
         return inspect_source(job)
-    return extract_chunk(job, state["detector"], state["config"].extract)
+    result = extract_chunk(job, state["detector"], state["config"].extract)
+    for record in result.clips:
+        if record["status"] == "ok":
+            stem = Path(job.staging_dir) / record["staged_name"]
+            record.update(state["scorer"].score_files(f"{stem}.mp4", f"{stem}.wav", record))
+    return result
 
 
 @dataclass
@@ -175,6 +197,7 @@ class IngestReport:
     sources: list[dict] = field(default_factory=list)  # one row per manifest row: uri, source_id, outcome, reason
     clips_ok: int = 0
     clips_rejected: Counter = field(default_factory=Counter)
+    profiles: dict = field(default_factory=dict)  # shipped profile → {"kept": n, "hours": h, "failed": {dimension: n}} over kept clips
     hours_ok: float = 0.0
     frames_read: int = 0
     seconds: float = 0.0
@@ -214,8 +237,9 @@ def ingest(
         to_process = _select_new(inspections, ledger, config, report)
         jobs = [job for insp in to_process for job in plan_chunks(insp, config, str(store.reset_staging(insp.source_id)))]
         results = _extract_all(pool, jobs, config, report, progress)
+    profiles = [load_profile(name) for name in PREVIEW_PROFILES]
     for insp in to_process:
-        _commit(insp, results.get(insp.source_id, []), store, ledger, config, report)
+        _commit(insp, results.get(insp.source_id, []), store, ledger, config, report, profiles)
     store.remove_empty_staging()
     report.seconds = round(time.monotonic() - started, 2)
     atomic_write_json(data_dir / "runs" / f"ingest-{report.started_at.replace(':', '')}.json", report.to_dict())
@@ -265,7 +289,7 @@ def _extract_all(pool, jobs, config, report, progress) -> dict[str, list]:
     return results
 
 
-def _commit(insp: Inspection, chunk_results: list, store: ClipStore, ledger: SourceLedger, config: IngestConfig, report: IngestReport) -> None:
+def _commit(insp: Inspection, chunk_results: list, store: ClipStore, ledger: SourceLedger, config: IngestConfig, report: IngestReport, profiles: list) -> None:
     row = {"uri": insp.spec.uri, "source_id": insp.source_id}
     errors = [r for r in chunk_results if isinstance(r, str)]
     if errors:
@@ -280,10 +304,23 @@ def _commit(insp: Inspection, chunk_results: list, store: ClipStore, ledger: Sou
         if record["status"] == "ok":
             report.clips_ok += 1
             report.hours_ok += record["n_frames"] / record["fps"] / 3600
+            _preview_profiles(record, profiles, report)
         else:
             report.clips_rejected[record["reject_reason"]] += 1
     ledger.write(_ledger_record(insp, "done", None, "", records, config, report))
     report.sources.append({**row, "outcome": "ingested", "reason": None, "clips": sum(r["status"] == "ok" for r in records)})
+
+
+def _preview_profiles(record: dict, profiles: list, report: IngestReport) -> None:
+    """Tally what each shipped profile would keep: a preview only; views (re-filters) make the real choice."""
+    for profile in profiles:
+        tally = report.profiles.setdefault(profile.name, {"kept": 0, "hours": 0.0, "failed": {}})
+        decision = profile.decide(record)
+        if decision.keep:
+            tally["kept"] += 1
+            tally["hours"] += record["n_frames"] / record["fps"] / 3600
+        for dimension in decision.failed_dimensions:
+            tally["failed"][dimension] = tally["failed"].get(dimension, 0) + 1
 
 
 def _source_fields(insp: Inspection) -> dict:
@@ -320,6 +357,7 @@ def _ledger_record(insp, status, reason, detail, records, config, report) -> dic
         "clip_keys": [r["key"] for r in records],
         "clips_ok": sum(r["status"] == "ok" for r in records),
         "clips_rejected": dict(Counter(r["reject_reason"] for r in records if r["status"] != "ok")),
+        "scorers": next((r["scorers"] for r in records if r.get("scorers")), {}),
         "config_hash": report.config_hash,
         "code_version": report.code_version,
         "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

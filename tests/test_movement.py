@@ -9,16 +9,14 @@ transform, so frames and landmarks stay consistent.
 
 from dataclasses import replace
 
-import cv2
 import numpy as np
 import pytest
 
 from filters.movement import MovementScorer, head_angles, rigid_points, smoothed
 from filters.synthetic import SpeakerSpec
-from tests.clip_factory import make_clip
+from tests.clip_factory import make_clip, make_wild, smooth_path
 
 SPEC = SpeakerSpec(seed=1, duration_s=3.5, width=512, height=512)
-WILD_ROLL_DEG, WILD_SHIFT_PX, WILD_HZ = 20.0, 30.0, (0.5, 3.0)
 
 
 @pytest.fixture(scope="module")
@@ -29,27 +27,6 @@ def natural(tmp_path_factory):
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory):
     return make_clip(replace(SPEC, frozen_head=True), tmp_path_factory.mktemp("frozen"))[0]
-
-
-def _smooth_path(rng: np.random.Generator, n: int, fps: float) -> np.ndarray:
-    """(n, 3) smooth random paths with peak |value| 1: three sinusoids each, frequencies in WILD_HZ."""
-    t = np.arange(n)[:, None, None] / fps
-    freqs, phases = rng.uniform(*WILD_HZ, (1, 3, 3)), rng.uniform(0, 2 * np.pi, (1, 3, 3))
-    path = np.sin(2 * np.pi * freqs * t + phases).sum(axis=1)
-    return path / np.abs(path).max(axis=0)
-
-
-def make_wild(clip, seed: int = 0):
-    """The clip with a violent head shake applied to frames and landmarks alike (module docstring)."""
-    path = _smooth_path(np.random.default_rng(seed), clip.n_frames, clip.fps)
-    centre = (clip.frames.shape[2] / 2, clip.frames.shape[1] / 2)
-    frames, landmarks = np.empty_like(clip.frames), clip.landmarks.copy()
-    for f in range(clip.n_frames):
-        matrix = cv2.getRotationMatrix2D(centre, WILD_ROLL_DEG * path[f, 0], 1.0)
-        matrix[:, 2] += WILD_SHIFT_PX * path[f, 1:]
-        frames[f] = cv2.warpAffine(clip.frames[f], matrix, clip.frames.shape[2:0:-1], borderMode=cv2.BORDER_REFLECT)
-        landmarks[f, :, :2] = landmarks[f, :, :2] @ matrix[:, :2].T + matrix[:, 2]
-    return replace(clip, frames=frames, landmarks=landmarks)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +69,7 @@ def test_crop_movement_is_added_back(frozen):
     not in the source, so head_motion stays that of the frozen clip; without crop boxes it would not."""
     scorer = MovementScorer()
     boxes = np.array(frozen.record["crop_boxes"], dtype=float)
-    drift = np.round(15 * _smooth_path(np.random.default_rng(1), frozen.n_frames, frozen.fps)[:, :2])
+    drift = np.round(15 * smooth_path(np.random.default_rng(1), frozen.n_frames, frozen.fps)[:, :2])
     moved_boxes = boxes + np.hstack([drift, drift])
     landmarks = frozen.landmarks.copy()
     landmarks[:, :, :2] -= (drift * frozen.frames.shape[1] / (boxes[:, 2:3] - boxes[:, 0:1]))[:, None, :]
