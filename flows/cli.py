@@ -57,6 +57,7 @@ def format_report(report) -> str:
     for reason, count in sorted(report.clips_rejected.items()):
         lines.append(f"  {'rejected: ' + reason:<26}{count:>8}")
     lines += ["", f"hours kept: {report.hours_ok:.4f} ({report.hours_ok * 3600:.1f} s)"]
+    lines.append(f"shards written: {len(report.shards)} ({', '.join(report.shards) or '-'})")
     if report.profiles:
         lines += ["", f"{'quality profiles (preview)':<28}{'clips':>8}{'seconds':>10}  rejected by dimension"]
         for name, tally in report.profiles.items():
@@ -89,6 +90,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = load_ingest_config(args.config, args.set)
     report = ingest(out / "sources" / "manifest.yaml", out / "data", config, workers=args.workers, progress=not args.quiet)
     print(format_report(report))
+    from filters.profiles import load_profile
+    from shards.views import format_view_summary, refilter
+
+    for name in ("strict", "lenient"):
+        view, _ = refilter(out / "data", load_profile(name), name)
+        print("\n" + format_view_summary(view))
+    return 0
+
+
+def cmd_refilter(args: argparse.Namespace) -> int:
+    from filters.profiles import ProfileError, load_profile
+    from shards.views import ViewError, format_view_summary, refilter
+
+    try:
+        profile = load_profile(args.profile, {k: v for k, v in _flatten(parse_overrides(args.set)).items()})
+        view, created = refilter(args.data_dir, profile, args.name)
+    except (ProfileError, ViewError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_view_summary(view) + ("" if created else "\n(identical view already existed; nothing written)"))
+    return 0
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        flat.update(_flatten(value, dotted + ".") if isinstance(value, dict) else {dotted: value})
+    return flat
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from shards.lineage import lookup
+
+    try:
+        answer = lookup(args.data_dir, args.query)
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(answer, indent=1))
     return 0
 
 
@@ -107,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     ingest_p.add_argument("--out", required=True, help="data directory")
     add_run_options(ingest_p)
     ingest_p.set_defaults(func=cmd_ingest)
+
+    refilter_p = sub.add_parser("refilter", help="apply a threshold profile to the catalog and write a named view (no video decoded)")
+    refilter_p.add_argument("data_dir")
+    refilter_p.add_argument("--profile", default="strict", help="strict, lenient or a profile .yaml file")
+    refilter_p.add_argument("--set", action="append", default=[], metavar="DIMENSION.COLUMN.min|max=VALUE", help="override one bound")
+    refilter_p.add_argument("--name", required=True, help="view name (views are immutable)")
+    refilter_p.set_defaults(func=cmd_refilter)
+
+    lineage_p = sub.add_parser("lineage", help="what produced a shard, or which shards and clips came from a source or key")
+    lineage_p.add_argument("data_dir")
+    lineage_p.add_argument("query", help="shard name or path, source sha256 (or a prefix of >= 8 chars), source uri, or clip key")
+    lineage_p.set_defaults(func=cmd_lineage)
 
     demo_p = sub.add_parser("demo", help="generate synthetic speakers and ingest them")
     demo_p.add_argument("--out", default="demo-data", help="demo directory")

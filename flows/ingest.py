@@ -35,6 +35,7 @@ from flows.ray_pool import ActorPool, InlinePool, cluster_cpus, ensure_ray
 from shards.atomic import atomic_write_json
 from shards.clip_store import ClipStore
 from shards.ledger import SourceLedger
+from shards.publish import ShardLimits, publish_clips
 from shards.sources import HASH_BLOCK_BYTES, SourceSpec, is_local, load_manifest, source_sha256
 
 
@@ -46,10 +47,15 @@ class IngestConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     probe: ProbeLimits = field(default_factory=ProbeLimits)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    shards: ShardLimits = field(default_factory=ShardLimits)
     chunk_s: float = 120.0  # long sources are split into chunks of this length, one Ray job each
+    dataset_version: str = "v1"  # shards go to DATA_DIR/shards/<dataset_version>/
 
     def to_dict(self) -> dict:
-        return {"extract": self.extract.to_dict(), "probe": asdict(self.probe), "scoring": self.scoring.to_dict(), "chunk_s": self.chunk_s}
+        return {
+            "extract": self.extract.to_dict(), "probe": asdict(self.probe), "scoring": self.scoring.to_dict(),
+            "shards": asdict(self.shards), "chunk_s": self.chunk_s, "dataset_version": self.dataset_version,
+        }
 
     def digest(self) -> str:
         """Hash of everything that changes the output; recorded in every ledger record."""
@@ -57,11 +63,16 @@ class IngestConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "IngestConfig":
-        """``{"probe": {...}, "scoring": {...}, "chunk_s": s, <ExtractConfig sections>}``; unknown keys raise ValueError."""
+        """``{"probe": {...}, "scoring": {...}, "shards": {...}, "chunk_s": s, "dataset_version": v, <ExtractConfig sections>}``.
+
+        Unknown sections or keys raise ValueError naming them.
+        """
         values = dict(values or {})
-        sections = {name: _checked_section(name, values.pop(name, None) or {}, section_cls) for name, section_cls in (("probe", ProbeLimits), ("scoring", ScoringConfig))}
+        own = (("probe", ProbeLimits), ("scoring", ScoringConfig), ("shards", ShardLimits))
+        sections = {name: section_cls(**_checked_section(name, values.pop(name, None) or {}, section_cls)) for name, section_cls in own}
         chunk_s = float(values.pop("chunk_s", 120.0))
-        return cls(extract=ExtractConfig.from_dict(values), probe=ProbeLimits(**sections["probe"]), scoring=ScoringConfig(**sections["scoring"]), chunk_s=chunk_s)
+        dataset_version = str(values.pop("dataset_version", "v1"))
+        return cls(extract=ExtractConfig.from_dict(values), **sections, chunk_s=chunk_s, dataset_version=dataset_version)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "IngestConfig":
@@ -197,6 +208,7 @@ class IngestReport:
     sources: list[dict] = field(default_factory=list)  # one row per manifest row: uri, source_id, outcome, reason
     clips_ok: int = 0
     clips_rejected: Counter = field(default_factory=Counter)
+    shards: list[str] = field(default_factory=list)  # shards written by this run
     profiles: dict = field(default_factory=dict)  # shipped profile → {"kept": n, "hours": h, "failed": {dimension: n}} over kept clips
     hours_ok: float = 0.0
     frames_read: int = 0
@@ -241,6 +253,10 @@ def ingest(
     for insp in to_process:
         _commit(insp, results.get(insp.source_id, []), store, ledger, config, report, profiles)
     store.remove_empty_staging()
+    report.shards = [info.name for info in publish_clips(
+        data_dir, dataset_version=config.dataset_version, limits=config.shards,
+        code_version=report.code_version, config_hash=report.config_hash,
+    )]
     report.seconds = round(time.monotonic() - started, 2)
     atomic_write_json(data_dir / "runs" / f"ingest-{report.started_at.replace(':', '')}.json", report.to_dict())
     return report

@@ -3,6 +3,8 @@
 One ingest run over a mixed manifest is shared by the tests of this module (it is the expensive part).
 """
 
+import json
+import tarfile
 from pathlib import Path
 
 import av
@@ -14,7 +16,6 @@ import yaml
 from filters.face_track import box_iou
 from filters.synthetic import FACE_BOX_SRC, LIP_PARTING_CENTRE, SpeakerSpec, render_sidecar_audio, render_speaker
 from flows.ingest import IngestConfig, ingest
-from shards.clip_store import ClipStore
 from shards.ledger import SourceLedger
 from tests.media_factory import write_test_video
 
@@ -72,9 +73,16 @@ def run(tmp_path_factory, ray_local):
     data = tmp_path_factory.mktemp("data")
     report = ingest(folder / "manifest.yaml", data, CONFIG, workers=2, progress=False)
     records = {}
-    for record in ClipStore(data).iter_records():
-        records.setdefault(Path(record["source_uri"]).stem, []).append(record)
-    return {"folder": folder, "data": data, "report": report, "truths": truths, "records": records, "bad": bad}
+    media = tmp_path_factory.mktemp("media")  # the shards' members, unpacked for inspection
+    for shard in sorted(data.glob("shards/v1/clips-*.tar")):
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                payload = tar.extractfile(member).read()
+                (media / member.name).write_bytes(payload)
+                if member.name.endswith(".json"):
+                    record = json.loads(payload)
+                    records.setdefault(Path(record["source_uri"]).stem, []).append(record)
+    return {"folder": folder, "data": data, "media": media, "report": report, "truths": truths, "records": records, "bad": bad}
 
 
 def _frame_index(record, j, source_fps):
@@ -111,7 +119,7 @@ def test_clip_lengths_follow_the_documented_rule(run):
     assert keys == sorted(keys) and all("." not in k for k in keys)
     for record in records:
         if record["status"] == "ok":
-            with av.open(str(run["data"] / "clips" / record["key"][:16] / f"{record['key']}.mp4")) as container:
+            with av.open(str(run["media"] / f"{record['key']}.mp4")) as container:
                 stream = container.streams.video[0]
                 frames = list(container.decode(stream))
                 assert (stream.width, stream.height, stream.codec_context.pix_fmt) == (512, 512, "yuv420p")
@@ -163,7 +171,7 @@ def test_audio_and_video_stay_aligned_through_crop_and_resample(run, name):
     kept = [r for r in run["records"][name] if r["status"] == "ok"]
     assert kept
     for record in kept:
-        clip = run["data"] / "clips" / record["key"][:16] / record["key"]
+        clip = run["media"] / record["key"]
         # Video: the mouth seen in clip frame j is the generator's mouth at the source frame for that time.
         darkness = _mouth_darkness(record, f"{clip}.mp4", spec.fps, truth)
         mouth = np.array([truth.mouth_open[_frame_index(record, j, spec.fps)] for j in range(record["n_frames"])])

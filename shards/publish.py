@@ -1,0 +1,87 @@
+"""Publish committed clips into WebDataset shards, lineage sidecars and a catalog part.
+
+``clips/`` is the queue of committed, not yet sharded clips. ``publish_clips`` writes them (every kept
+clip's ``KEY.mp4``, ``KEY.wav``, ``KEY.json``; a rejected clip as ``KEY.json`` alone, kept for audit and
+for rebuilding the catalog) into new shards after the existing ones, writes each shard's lineage sidecar,
+appends the catalog part, and only then removes the published clip folders. A key already listed in a
+lineage sidecar is never written again, and catalog rows missing for sharded keys (a crash between the
+two) are restored from the shards first — so re-running after any interruption is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shards.atomic import read_json
+from shards.catalog import append_part, read_catalog, records_from_shards, rows_to_table
+from shards.clip_store import ClipStore
+from shards.lineage import build_lineage, iter_lineage, write_lineage
+from shards.shard_writer import ShardInfo, ShardWriter
+
+
+@dataclass(frozen=True)
+class ShardLimits:
+    max_count: int = 1000  # samples per shard
+    max_bytes: int = 1 << 30  # bytes per shard (1 GiB)
+
+
+def _next_index(folder: Path) -> int:
+    existing = sorted(folder.glob("clips-*.tar"))
+    return int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+
+
+def _repair_catalog(data_dir: Path, sharded_keys: set[str]) -> None:
+    catalogued = set(read_catalog(data_dir, columns=["key"]).column("key").to_pylist())
+    missing = sharded_keys - catalogued
+    if missing:
+        records, shard_of_key = records_from_shards(data_dir)
+        append_part(data_dir, rows_to_table([r for r in records if r["key"] in missing], shard_of_key))
+
+
+def publish_clips(
+    data_dir: str | os.PathLike,
+    *,
+    dataset_version: str = "v1",
+    limits: ShardLimits = ShardLimits(),
+    code_version: str = "",
+    config_hash: str = "",
+) -> list[ShardInfo]:
+    data_dir = Path(data_dir)
+    sharded = {key for doc in iter_lineage(data_dir) for key in doc["keys"]}
+    _repair_catalog(data_dir, sharded)
+    store = ClipStore(data_dir)
+    folders = sorted(p for p in store.clips_root.glob("*") if p.is_dir() and not p.name.startswith(".")) if store.clips_root.exists() else []
+    records = sorted((read_json(path) for folder in folders for path in folder.glob("*.json")), key=lambda r: r["key"])
+    pending = [r for r in records if r["key"] not in sharded]
+    shard_folder = data_dir / "shards" / dataset_version
+    shard_folder.mkdir(parents=True, exist_ok=True)
+    for stale in shard_folder.glob(".clips-*.tmp"):  # left by a killed writer; never visible as a shard
+        stale.unlink()
+    by_key = {r["key"]: r for r in pending}
+    shard_of_key: dict[str, str] = {}
+    scorers = next((r["scorers"] for r in pending if r.get("scorers")), {})
+
+    def on_close(info: ShardInfo) -> None:
+        relative = str((shard_folder / info.name).relative_to(data_dir))
+        shard_of_key.update({key: relative for key in info.keys if by_key[key]["status"] == "ok"})
+        write_lineage(data_dir, build_lineage(
+            shard=relative, sha256=info.sha256, size=info.size, records=[by_key[k] for k in info.keys],
+            dataset_version=dataset_version, code_version=code_version, config_hash=config_hash, scorers=scorers,
+        ))
+
+    writer = ShardWriter(str(shard_folder), start_index=_next_index(shard_folder), max_count=limits.max_count, max_bytes=limits.max_bytes, on_close=on_close)
+    with writer:
+        for record in pending:
+            folder = store.source_dir(record["source_id"])
+            files = {"json": (folder / f"{record['key']}.json").read_bytes()}
+            if record["status"] == "ok":
+                files["mp4"] = (folder / f"{record['key']}.mp4").read_bytes()
+                files["wav"] = (folder / f"{record['key']}.wav").read_bytes()
+            writer.add(record["key"], files)
+    append_part(data_dir, rows_to_table(pending, shard_of_key))
+    for folder in folders:
+        shutil.rmtree(folder)
+    return writer.written
