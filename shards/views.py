@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from filters.profiles import Bound, Profile
 from shards.atomic import atomic_write_json, read_json
@@ -47,30 +48,37 @@ def _fails(bound: Bound, values: np.ndarray) -> np.ndarray:
     return failed
 
 
-def select(profile: Profile, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+def _equals(table: pa.Table, column: str, value: str) -> np.ndarray:
+    return pc.fill_null(pc.equal(table.column(column), value), False).to_numpy(zero_copy_only=False)
+
+
+def select(profile: Profile, table: pa.Table) -> tuple[np.ndarray, pa.Array]:
     """(keep mask, reason per row): the ingest reject reason, or ``profile:<first failed dimension>``."""
-    n = table.num_rows
-    status_ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
-    reasons = np.where(status_ok, None, np.asarray(table.column("reject_reason").to_pylist(), dtype=object))
-    first_failed = np.full(n, None, dtype=object)
+    status_ok = _equals(table, "status", "ok")
+    first_failed = np.zeros(table.num_rows, np.int16)  # 0 = passed, else 1 + index into `dimensions`
+    dimensions: list[str] = []
 
     def mark(failed: np.ndarray, dimension: str) -> None:
-        first_failed[failed & (first_failed == None)] = f"profile:{dimension}"  # noqa: E711 (elementwise)
+        if dimension not in dimensions:
+            dimensions.append(dimension)
+        first_failed[failed & (first_failed == 0)] = dimensions.index(dimension) + 1
 
     for bound in profile.bounds:
         mark(_fails(bound, _values(table, bound.column)), bound.dimension)
     if profile.sync_bounds:
-        scorer = np.asarray(table.column("sync_scorer").to_pylist(), dtype=object)
         offsets = np.abs(_values(table, "sync_offset"))
-        sync_failed = ~np.isin(scorer, list(profile.sync_bounds))
+        sync_failed = np.ones(table.num_rows, bool)
         for name, bounds in profile.sync_bounds.items():
-            rows = scorer == name
+            rows = _equals(table, "sync_scorer", name)
+            scorer_failed = np.zeros(table.num_rows, bool)
             for bound in bounds:
-                values = offsets if bound.column == "abs_sync_offset" else _values(table, bound.column)
-                sync_failed |= rows & _fails(bound, values)
+                scorer_failed |= _fails(bound, offsets if bound.column == "abs_sync_offset" else _values(table, bound.column))
+            sync_failed[rows] = scorer_failed[rows]
         mark(sync_failed, "sync")
-    keep = status_ok & (first_failed == None)  # noqa: E711
-    reasons = np.where(status_ok, first_failed, reasons)
+    keep = status_ok & (first_failed == 0)
+    labels = pa.array([None] + [f"profile:{d}" for d in dimensions], pa.string())
+    profile_reason = pc.take(labels, pa.array(first_failed.astype(np.int32)))
+    reasons = pc.if_else(pa.array(status_ok), profile_reason, table.column("reject_reason").combine_chunks())
     return keep, reasons
 
 
@@ -81,25 +89,25 @@ def catalog_snapshot(data_dir: str | os.PathLike) -> dict:
     return {"files": files, "digest": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
 
 
-def _summary(table: pa.Table, keep: np.ndarray, reasons: np.ndarray) -> dict:
-    hours = _values(table, "n_frames") / _values(table, "fps") / 3600
-    tags = np.asarray(table.column("source_tag").to_pylist(), dtype=object)
-    per_tag: dict[str, dict] = defaultdict(lambda: {"kept": 0, "kept_hours": 0.0, "rejected": 0})
-    per_reason: dict[str, dict] = defaultdict(lambda: {"clips": 0, "hours": 0.0})
-    for tag in np.unique(tags.astype(str)):
-        rows = tags.astype(str) == tag
-        per_tag[tag] = {"kept": int((rows & keep).sum()), "kept_hours": float(np.nansum(hours[rows & keep])), "rejected": int((rows & ~keep).sum())}
-    rejected_reasons = reasons[~keep].astype(str)
-    rejected_hours = hours[~keep]
-    for reason in np.unique(rejected_reasons):
-        rows = rejected_reasons == reason
-        per_reason[reason] = {"clips": int(rows.sum()), "hours": float(np.nansum(rejected_hours[rows]))}
+def _summary(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
+    hours = pc.divide(pc.cast(table.column("n_frames"), pa.float64()), pc.multiply(pc.cast(table.column("fps"), pa.float64()), 3600.0))
+    facts = pa.table({"tag": pc.fill_null(table.column("source_tag"), "(none)"), "kept": pa.array(keep), "hours": hours, "reason": reasons})
+    per_tag = {}
+    grouped = facts.group_by(["tag", "kept"]).aggregate([("hours", "count"), ("hours", "sum")]).to_pylist()
+    for row in grouped:
+        entry = per_tag.setdefault(row["tag"], {"kept": 0, "kept_hours": 0.0, "rejected": 0})
+        if row["kept"]:
+            entry["kept"], entry["kept_hours"] = row["hours_count"], row["hours_sum"] or 0.0
+        else:
+            entry["rejected"] = row["hours_count"]
+    rejected = facts.filter(pa.array(~keep)).group_by("reason").aggregate([("hours", "count"), ("hours", "sum")])
+    per_reason = {str(r["reason"]): {"clips": r["hours_count"], "hours": r["hours_sum"] or 0.0} for r in rejected.to_pylist()}
     return {
         "clips": int(table.num_rows),
         "kept": int(keep.sum()),
-        "kept_hours": float(np.nansum(hours[keep])),
-        "per_source_tag": dict(per_tag),
-        "per_reason": dict(per_reason),
+        "kept_hours": float(pc.sum(pc.filter(hours, pa.array(keep))).as_py() or 0.0),
+        "per_source_tag": per_tag,
+        "per_reason": per_reason,
     }
 
 
@@ -120,10 +128,9 @@ def refilter(data_dir: str | os.PathLike, profile: Profile, name: str) -> tuple[
         return existing, False
     table = read_catalog(data_dir)
     keep, reasons = select(profile, table)
-    keys = np.asarray(table.column("key").to_pylist(), dtype=object)[keep]
-    shards = np.asarray(table.column("shard").to_pylist(), dtype=object)[keep]
+    kept = table.select(["shard", "key"]).filter(pa.array(keep)).sort_by([("shard", "ascending"), ("key", "ascending")])
     by_shard: dict[str, list[str]] = defaultdict(list)
-    for shard, key in sorted(zip(shards, keys)):
+    for shard, key in zip(kept.column("shard").to_pylist(), kept.column("key").to_pylist()):
         by_shard[shard].append(key)
     view = {
         "name": name,
