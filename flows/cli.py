@@ -105,7 +105,7 @@ def cmd_refilter(args: argparse.Namespace) -> int:
 
     try:
         profile = load_profile(args.profile, {k: v for k, v in _flatten(parse_overrides(args.set)).items()})
-        view, created = refilter(args.data_dir, profile, args.name)
+        view, created = refilter(args.data_dir, profile, args.name, reshard_below=args.reshard_below)
     except (ProfileError, ViewError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     refilter_p.add_argument("--profile", default="strict", help="strict, lenient or a profile .yaml file")
     refilter_p.add_argument("--set", action="append", default=[], metavar="DIMENSION.COLUMN.min|max=VALUE", help="override one bound")
     refilter_p.add_argument("--name", required=True, help="view name (views are immutable)")
+    refilter_p.add_argument("--reshard-below", type=float, default=None, metavar="SHARE",
+                            help="copy the kept samples of shards the view keeps less than SHARE of (e.g. 0.5) into new dense shards")
     refilter_p.set_defaults(func=cmd_refilter)
 
     lineage_p = sub.add_parser("lineage", help="what produced a shard, or which shards and clips came from a source or key")

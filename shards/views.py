@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from filters.profiles import Bound, Profile
 from shards.atomic import atomic_write_json, read_json
 from shards.catalog import catalog_files, read_catalog
+from shards.reshard import reshard
 
 
 class ViewError(ValueError):
@@ -111,8 +112,12 @@ def _summary(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
     }
 
 
-def refilter(data_dir: str | os.PathLike, profile: Profile, name: str) -> tuple[dict, bool]:
-    """Write (or find identical) view ``name``; returns (view, created)."""
+def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None) -> tuple[dict, bool]:
+    """Write (or find identical) view ``name``; returns (view, created).
+
+    ``reshard_below`` (e.g. 0.5): shards the view keeps less than that share of are first copied into new
+    dense shards (``shards.reshard``) and the view points at those instead.
+    """
     path = view_path(data_dir, name)
     snapshot = catalog_snapshot(data_dir)
     if not snapshot["files"]:
@@ -132,12 +137,15 @@ def refilter(data_dir: str | os.PathLike, profile: Profile, name: str) -> tuple[
     by_shard: dict[str, list[str]] = defaultdict(list)
     for shard, key in zip(kept.column("shard").to_pylist(), kept.column("key").to_pylist()):
         by_shard[shard].append(key)
+    shard_keys = dict(by_shard)
+    if reshard_below is not None:
+        shard_keys = reshard(data_dir, name, shard_keys, min_keep_ratio=reshard_below)
     view = {
         "name": name,
         "profile": profile_doc,
         "profile_digest": profile_digest,
         "catalog": snapshot,
-        "shards": dict(by_shard),
+        "shards": shard_keys,
         "summary": _summary(table, keep, reasons),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

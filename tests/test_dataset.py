@@ -145,3 +145,20 @@ def test_unsafe_keys_are_refused(tmp_path):
         for bad in ("../evil", "/abs", "a.b", "x/y", ""):
             with pytest.raises(ValueError, match="unsafe sample key"):
                 writer.add(bad, {"json": b"{}"})
+
+
+def test_sparse_view_is_resharded_with_parents_and_identical_payloads(dataset):
+    data, _, _ = dataset
+    strict = load_profile("strict")
+    plain, _ = refilter(data, strict, "plain")
+    dense, _ = refilter(data, strict, "dense", reshard_below=0.75)
+    flat = lambda v: sorted(k for keys in v["shards"].values() for k in keys)  # noqa: E731
+    assert flat(dense) == flat(plain)
+    derived = [s for s in dense["shards"] if s.startswith("shards/view-dense/")]
+    assert derived
+    lineage = lookup(data, derived[0])["lineage"]
+    assert lineage["parents"] and all(p in plain["shards"] for p in lineage["parents"])
+    key = dense["shards"][derived[0]][0]
+    parent = next(s for s, keys in plain["shards"].items() if key in keys)
+    with tarfile.open(data / derived[0]) as new, tarfile.open(data / parent) as old:
+        assert new.extractfile(f"{key}.mp4").read() == old.extractfile(f"{key}.mp4").read()
