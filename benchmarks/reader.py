@@ -2,7 +2,8 @@
 
 Renders 8 distinct 4-s synthetic talking heads at 512×512, 25 fps (`filters/synthetic.py`, video only, with
 their 16 kHz mono wav), writes them ``COPIES`` times under distinct keys into shards with `ShardWriter`, and a
-view selecting every key. Then, in this one process (page cache warm for both):
+view selecting every key. Then, in this one process with one torch thread, as in a DataLoader worker
+(page cache warm for both):
   1. raw tar read    — iterate every shard with `tarfile`, reading each member's bytes;
   2. reader          — one epoch of `ClipWindowDataset` (16 frames + 2 motion frames, 512², one window
                        per clip, then four), no DataLoader workers, decord with one thread.
@@ -20,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CLIPS, SECONDS, SIZE, COPIES, PER_SHARD = 8, 4.0, 512, 4, 8
+CLIPS, SECONDS, SIZE, COPIES, PER_SHARD = 8, 4.0, 512, 2, 4
 VERSION = "shards/bench"
 
 
@@ -81,6 +82,9 @@ def reader_rate(data_dir: Path, windows_per_clip: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    import torch
+
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "render").mkdir()

@@ -19,10 +19,17 @@ The pipeline, one epoch (all stages are WebDataset stages or plain generators ov
 Bad input never stops iteration: the sample is skipped with a `SkippedSampleWarning` and counted under its
 reason in ``dataset.stats`` (a `ReaderStats`), updated in the process that iterates. With DataLoader
 workers each worker counts in its own copy of the dataset (its warnings still reach the log); iterate in the
-main process (``num_workers=0``) to read totals from ``dataset.stats``. Reasons: ``unreadable_tar``
-(a read error in a corrupt or truncated tar: one truncation can count twice, for the member and the rest), ``unsafe_key`` (a member whose key has a dot, '/', '..' or is
-absolute; counted per member, never read), ``unknown_member`` (an extension other than mp4/wav/json),
-``missing_member``, ``bad_record``, ``bad_audio``, ``bad_video`` (undecodable) and ``too_short_for_window``.
+main process (``num_workers=0``) to read totals from ``dataset.stats``. Reasons:
+
+* ``unreadable_tar`` — a read error in a corrupt or truncated tar (one truncation can count twice: the
+  member, then the rest of the shard);
+* ``unsafe_key`` — a member whose key (the name up to its extension) has a dot, '/', '..' or is absolute;
+  counted per member, whose bytes are never read;
+* ``unknown_member`` — an extension other than mp4/wav/json; ``missing_member`` — a sample lacking one;
+* ``bad_record``, ``bad_audio``, ``bad_video`` — json that is not a 25-fps record, wav that is undecodable
+  or not 16 kHz mono, undecodable mp4;
+* ``too_short_for_window`` — fewer frames (with audio) than ``n_motion_frames + n_frames``.
+
 ``samples`` and ``windows`` count what was yielded.
 """
 
@@ -32,6 +39,7 @@ import io
 import json
 import os
 import random
+import tarfile
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -144,7 +152,8 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
     """Aligned (motion frames, frames, audio) windows of a view's clips; see the module docstring.
 
     ``frame_size`` (an int for square output, or (height, width)) resizes while decoding; None keeps the
-    stored size. ``shuffle_buffer=0`` turns shuffling off: shards in view order, samples in shard order
+    stored size. Each clip gives ``windows_per_clip`` distinct windows (fewer if it has fewer possible starts).
+    ``shuffle_buffer=0`` turns shuffling off: shards in view order, samples in shard order
     (window starts stay seeded). Call ``set_epoch(e)`` before each epoch; with persistent DataLoader workers
     the new epoch does not reach them.
     """
@@ -156,7 +165,10 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
         if n_frames < 1 or n_motion_frames < 0 or windows_per_clip < 1 or shuffle_buffer < 0:
             raise ValueError("need n_frames >= 1, n_motion_frames >= 0, windows_per_clip >= 1, shuffle_buffer >= 0")
         self.data_dir, self.view = Path(data_dir), load_view(data_dir, view_name)
-        self.keys_by_url = {str(self.data_dir / shard): frozenset(keys) for shard, keys in self.view["shards"].items()}
+        shards = self.view["shards"].items()
+        self.keys_by_url = {str(self.data_dir / shard): frozenset(keys) for shard, keys in shards if keys}
+        if not self.keys_by_url:
+            raise ValueError(f"view {view_name!r} selects no clips")
         self.n_frames, self.n_motion_frames, self.windows_per_clip = n_frames, n_motion_frames, windows_per_clip
         self.frame_size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
         self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
@@ -205,7 +217,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
                     for member in tar_file_iterator(stream, handler=self.stats.on_tar_error, select_files=select):
                         member["__url__"] = url
                         yield member
-            except Exception as exn:  # a tar that fails to open or ends early; its samples are checked below
+            except (OSError, EOFError, tarfile.TarError) as exn:  # the samples read so far are checked below
                 self.stats.skip("unreadable_tar", f"rest of {url} ({type(exn).__name__}: {exn})")
             yield {}
 
