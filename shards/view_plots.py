@@ -1,0 +1,49 @@
+"""Histograms of each bounded score over a view's catalog rows, with the profile's thresholds marked."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from filters.profiles import profile_from_dict
+from shards.catalog import read_catalog
+
+
+def score_histograms(data_dir: str | os.PathLike, view: dict, out_dir: str | os.PathLike) -> list[Path]:
+    """One PNG per bounded column: all scored clips, the kept ones on top, min/max thresholds as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    profile = profile_from_dict({"name": view["profile"]["name"], "dimensions": view["profile"]["dimensions"]})
+    bounds = list(profile.bounds) + [b for bs in profile.sync_bounds.values() for b in bs]
+    table = read_catalog(data_dir)
+    kept_keys = {k for keys in view["shards"].values() for k in keys}
+    kept = np.isin(np.asarray(table.column("key").to_pylist(), dtype=object), list(kept_keys))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for bound in bounds:
+        column = "sync_offset" if bound.column == "abs_sync_offset" else bound.column
+        values = np.abs(table.column(column).to_numpy(zero_copy_only=False).astype(float)) if bound.column == "abs_sync_offset" else table.column(column).to_numpy(zero_copy_only=False).astype(float)
+        finite = np.isfinite(values)
+        if not finite.any():
+            continue
+        figure, axes = plt.subplots(figsize=(5, 3))
+        bins = np.histogram_bin_edges(values[finite], bins=30)
+        axes.hist(values[finite], bins=bins, color="0.75", label="all scored clips")
+        axes.hist(values[finite & kept], bins=bins, color="tab:green", label=f"kept by {view['name']}")
+        for threshold, label in ((bound.min, "min"), (bound.max, "max")):
+            if threshold is not None:
+                axes.axvline(threshold, color="tab:red", linestyle="--", label=f"{label} {threshold:g}")
+        axes.set_title(f"{bound.dimension}.{bound.column}")
+        axes.legend(fontsize=7)
+        figure.tight_layout()
+        path = out_dir / f"{bound.dimension}-{bound.column}.png"
+        figure.savefig(path, dpi=80)
+        plt.close(figure)
+        paths.append(path)
+    return paths

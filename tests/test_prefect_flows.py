@@ -1,0 +1,170 @@
+"""The flows against a real Prefect server started here on 127.0.0.1, with a real process worker:
+deploy, trigger through the API with parameters as the UI sends them, wait, check views and artifacts."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from shards.clip_store import ClipStore
+from shards.publish import ShardLimits, publish_clips
+from tests.test_dataset import _commit_source
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parent.parent
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+POOL = "test-cpu-pool"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api,
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
+    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        for _ in range(180):
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("Prefect server did not start within 180 s")
+        old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+        os.environ.update(PREFECT_API_URL=api, PREFECT_HOME=str(home))
+        subprocess.run([PREFECT, "work-pool", "create", POOL, "--type", "process"], env=env, check=True, capture_output=True)
+        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", POOL, "--type", "process"], env=env, cwd=REPO,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        yield api
+        worker.terminate()
+        worker.wait(timeout=30)
+        for key, value in old.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    store = ClipStore(data)
+    for i in range(3):
+        _commit_source(store, i, np.random.default_rng(i))
+    publish_clips(data, limits=ShardLimits(max_count=4))
+    return data
+
+
+def _deploy(entrypoint: str, name: str) -> str:
+    from prefect import flow
+
+    deployable = flow.from_source(source=str(REPO), entrypoint=entrypoint)
+    return str(deployable.deploy(name=name, work_pool_name=POOL, print_next_steps=False))
+
+
+async def _run_and_wait(deployment_name: str, parameters: dict, timeout_s: float = 300):
+    from prefect import get_client
+    from prefect.deployments import run_deployment
+
+    run = await run_deployment(deployment_name, parameters=parameters, timeout=0)
+    async with get_client() as client:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run = await client.read_flow_run(run.id)
+            if run.state is not None and run.state.is_final():
+                return run
+            await asyncio.sleep(2)
+    pytest.fail(f"flow run {run.id} did not finish in {timeout_s} s (state {run.state})")
+
+
+async def _artifact_keys(flow_run_id) -> set[str]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return {a.key for a in artifacts}
+
+
+def test_refilter_deployment_runs_from_the_api_and_publishes_artifacts(prefect_server, data_dir):
+    _deploy("flows/prefect_flows.py:refilter_flow", "refilter")
+    # Exactly what the UI form sends: JSON values, the enum as its string.
+    parameters = {"data_dir": str(data_dir), "name": "ui-strict", "profile": "strict", "overrides": {"image_quality.iqa.min": 0.9}}
+    run = asyncio.run(_run_and_wait("refilter/refilter", parameters))
+    assert run.state.is_completed(), run.state
+    view = (data_dir / "views" / "ui-strict.json").read_text()
+    assert '"min": 0.9' in view
+    assert {"view-ui-strict", "view-ui-strict-histograms"} <= asyncio.run(_artifact_keys(run.id))
+    assert list((data_dir / "views" / "ui-strict.plots").glob("*.png"))
+
+
+def test_deployment_parameter_schema_is_what_the_ui_needs(prefect_server):
+    from prefect import get_client
+
+    _deploy("flows/prefect_flows.py:refilter_flow", "refilter")
+    _deploy("flows/prefect_flows.py:dataset_refresh_flow", "dataset-refresh")
+
+    async def schemas():
+        async with get_client() as client:
+            return {name: (await client.read_deployment_by_name(name)).parameter_openapi_schema for name in ("refilter/refilter", "dataset-refresh/dataset-refresh")}
+
+    refilter_schema, refresh_schema = asyncio.run(schemas()).values()
+    assert set(refilter_schema["required"]) == {"data_dir", "name"}
+    props = refilter_schema["properties"]
+    assert props["data_dir"]["type"] == "string" and props["profile"]["default"] == "strict"
+    enum = refilter_schema["definitions"]["ProfileName"]["enum"]
+    assert enum == ["strict", "lenient"]
+    assert set(refresh_schema["required"]) == {"manifest", "data_dir"}
+    assert refresh_schema["properties"]["workers"]["default"] is None
+
+
+def test_dataset_refresh_twice_adds_nothing_the_second_time_and_records_a_corrupt_source(prefect_server, tmp_path):
+    import json
+
+    import yaml
+
+    from filters.synthetic import SpeakerSpec, render_speaker
+
+    for seed in (1, 2):
+        render_speaker(SpeakerSpec(seed=seed, duration_s=2.5, width=384, height=288), tmp_path / f"speaker{seed}.mp4")
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00not a video" * 1000)
+    rows = [{"uri": "speaker1.mp4", "tag": "interview"}, {"uri": "speaker2.mp4", "tag": "news"}, {"uri": "corrupt.mp4", "tag": "vlog"}]
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(rows))
+    data = tmp_path / "data"
+    _deploy("flows/prefect_flows.py:dataset_refresh_flow", "dataset-refresh")
+    parameters = {"manifest": str(tmp_path / "manifest.yaml"), "data_dir": str(data), "workers": 0}
+
+    first = asyncio.run(_run_and_wait("dataset-refresh/dataset-refresh", parameters))
+    assert first.state.is_completed(), first.state
+    shards = sorted(p.name for p in (data / "shards" / "v1").glob("*.tar"))
+    assert shards and sorted(p.stem.split("-")[0] for p in (data / "views").glob("*.json")) == ["lenient", "strict"]
+    ledger = [json.loads(p.read_text()) for p in (data / "sources").glob("*.json")]
+    assert sorted(r["status"] for r in ledger) == ["done", "done", "rejected"]
+    assert [r["reject_reason"] for r in ledger if r["status"] == "rejected"] == ["unreadable"]
+    lineage = json.loads(next((data / "shards" / "v1").glob("*.lineage.json")).read_text())
+    assert lineage["flow_run_id"] == str(first.id)
+    assert "dataset-refresh-added" in asyncio.run(_artifact_keys(first.id))
+
+    catalog_parts = sorted(p.name for p in (data / "catalog").glob("*.parquet"))
+    second = asyncio.run(_run_and_wait("dataset-refresh/dataset-refresh", parameters))
+    assert second.state.is_completed(), second.state
+    assert sorted(p.name for p in (data / "shards" / "v1").glob("*.tar")) == shards
+    assert sorted(p.name for p in (data / "catalog").glob("*.parquet")) == catalog_parts
+    assert len(list((data / "views").glob("*.json"))) == 2  # same snapshot: the same two views, unchanged
