@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: demo test test-fast bench clean
+.PHONY: demo test test-fast bench serve clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow'
 
+serve: $(STAMP)
+	bash infra/prefect/serve-local.sh
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/refilter.py
+	$(BIN)/python benchmarks/reader.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR)

@@ -168,3 +168,19 @@ def test_dataset_refresh_twice_adds_nothing_the_second_time_and_records_a_corrup
     assert sorted(p.name for p in (data / "shards" / "v1").glob("*.tar")) == shards
     assert sorted(p.name for p in (data / "catalog").glob("*.parquet")) == catalog_parts
     assert len(list((data / "views").glob("*.json"))) == 2  # same snapshot: the same two views, unchanged
+
+
+def test_prefect_yaml_declares_the_deployments_with_a_daily_refresh():
+    import importlib
+
+    import yaml
+
+    doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in doc["deployments"]}
+    assert {"dataset-refresh", "refilter"} <= set(deployments)
+    assert deployments["dataset-refresh"]["schedules"][0]["cron"] == "0 3 * * *"
+    for deployment in deployments.values():
+        path, function = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        assert getattr(module, function).name == deployment["name"]
+        assert deployment["work_pool"]["name"] == "cpu-pool"
