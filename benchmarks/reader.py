@@ -26,13 +26,23 @@ VERSION = "shards/bench"
 
 
 def render_clips(folder: Path) -> list[dict[str, bytes]]:
-    """CLIPS distinct rendered clips as {mp4, wav, json} payloads (keys filled in when written)."""
+    """CLIPS distinct rendered clips as {mp4, wav, json} payloads (keys filled in when written).
+
+    Each is re-encoded with the ingest stage's own encoder (`shards.media_writer`), so the shards have the
+    same codec settings (keyframe interval included) as shards written by `fada ingest`.
+    """
+    import av
+
     from filters.synthetic import SpeakerSpec, render_sidecar_audio, render_speaker
+    from shards.media_writer import Mp4Writer
 
     clips = []
     for seed in range(CLIPS):
         spec = SpeakerSpec(seed=seed, duration_s=SECONDS, width=SIZE, height=SIZE, with_audio=False)
-        render_speaker(spec, folder / f"{seed}.mp4")
+        render_speaker(spec, folder / f"{seed}-rendered.mp4")
+        with av.open(str(folder / f"{seed}-rendered.mp4")) as rendered, Mp4Writer(folder / f"{seed}.mp4", fps=spec.fps, width=SIZE, height=SIZE) as writer:
+            for frame in rendered.decode(video=0):
+                writer.write(frame.to_ndarray(format="rgb24"))
         render_sidecar_audio(spec, folder / f"{seed}.wav", rate=16000, channels=1)
         record = {"source_id": f"synthetic{seed}", "n_frames": spec.n_frames, "fps": spec.fps}
         clips.append({"mp4": (folder / f"{seed}.mp4").read_bytes(), "wav": (folder / f"{seed}.wav").read_bytes(),

@@ -15,6 +15,7 @@ class EncodeConfig:
     crf: int = 18
     preset: str = "veryfast"
     threads: int = 1  # one encoder thread per Ray worker core
+    keyframe_interval: int = 25  # 1 s at 25 fps: a training window decodes from a nearby keyframe
 
 
 class Mp4Writer:
@@ -28,7 +29,8 @@ class Mp4Writer:
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
         self._stream.codec_context.thread_count = config.threads
-        self._stream.options = {"crf": str(config.crf), "preset": config.preset}
+        self._stream.codec_context.gop_size = config.keyframe_interval
+        self._stream.options = {"crf": str(config.crf), "preset": config.preset, "keyint": str(config.keyframe_interval)}
         self.frames_written = 0
 
     def write(self, rgb: np.ndarray) -> None:
