@@ -106,7 +106,10 @@ class Inspection:
 
 
 def code_version() -> str:
-    """Git commit of the code (with ``+dirty`` for local changes), or the package version outside a checkout."""
+    """``FADA_CODE_VERSION`` when set (container images), else the git commit (``+dirty`` for local changes),
+    else the package version."""
+    if os.environ.get("FADA_CODE_VERSION"):
+        return os.environ["FADA_CODE_VERSION"]
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)

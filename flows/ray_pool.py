@@ -26,7 +26,8 @@ class JobOutcome:
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
-    """Connect to ``RAY_ADDRESS`` when set, else start a local Ray on 127.0.0.1 (once per process)."""
+    """Connect to ``RAY_ADDRESS`` when set (``auto`` on a cluster node), else start a new local Ray on
+    127.0.0.1 — never silently joining some other Ray already running on the machine (once per process)."""
     import ray
 
     if ray.is_initialized():
@@ -37,6 +38,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(
+            address="local",
             num_cpus=num_cpus,
             include_dashboard=False,
             log_to_driver=False,
