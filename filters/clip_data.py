@@ -54,13 +54,14 @@ class LandmarkModel:
     image makes mediapipe's own conversion and detection cheaper. Landmarks come back in clip pixels.
     """
 
-    def __init__(self, min_confidence: float = 0.5, input_size: int = 256):
+    def __init__(self, min_confidence: float = 0.5, input_size: int = 256, stride: int = 2):
         os.environ.setdefault("GLOG_minloglevel", "2")
         import mediapipe as mp
 
         self._mp = mp
         self.min_confidence = min_confidence
         self.input_size = input_size
+        self.stride = stride  # the mesh runs on every `stride`-th frame (and the last); frames between are interpolated
 
     def landmarks(self, frames: np.ndarray) -> np.ndarray:
         """(N, 468, 3) landmarks for consecutive frames of one clip (tracking restarts per clip)."""
@@ -69,8 +70,10 @@ class LandmarkModel:
             min_detection_confidence=self.min_confidence, min_tracking_confidence=self.min_confidence,
         )
         out = np.full((len(frames), N_LANDMARKS, 3), np.nan, np.float32)
+        measured = sorted({*range(0, len(frames), self.stride), len(frames) - 1} - {-1})
         try:
-            for index, frame in enumerate(frames):
+            for index in measured:
+                frame = frames[index]
                 height, width = frame.shape[:2]
                 small = cv2.resize(frame, (self.input_size, self.input_size), interpolation=cv2.INTER_AREA)
                 found = mesh.process(small).multi_face_landmarks
@@ -79,7 +82,17 @@ class LandmarkModel:
                     out[index] = points[:N_LANDMARKS]
         finally:
             mesh.close()
+        _interpolate_between(out, measured)
         return out
+
+
+def _interpolate_between(points: np.ndarray, measured: list[int]) -> None:
+    """Fill frames between two measured frames that both found a face, linearly; others stay NaN."""
+    for left, right in zip(measured, measured[1:]):
+        if right - left < 2 or np.isnan(points[left, 0, 0]) or np.isnan(points[right, 0, 0]):
+            continue
+        weights = (np.arange(left + 1, right) - left) / (right - left)
+        points[left + 1 : right] = (1 - weights)[:, None, None] * points[left] + weights[:, None, None] * points[right]
 
 
 def read_clip_frames(mp4_path: str | os.PathLike) -> np.ndarray:
