@@ -4,7 +4,8 @@ Each sample of a shard is ``KEY.mp4`` (H.264, 25 fps, video only), ``KEY.wav`` (
 samples per frame, sample 0 = frame 0) and ``KEY.json`` (the clip's record). `ClipWindowDataset` keeps the
 view's keys only, decodes the mp4 with decord and yields windows of ``n_frames`` frames, the
 ``n_motion_frames`` frames just before them (DESIGN.md §3: the denoising net continues from them) and the
-audio samples of exactly the window's frames.
+audio samples of exactly the window's frames (plus ``audio_context_frames`` frames on each side, zero past the
+clip's ends, for audio encoders that look at neighbouring frames).
 
 The pipeline, one epoch (all stages are WebDataset stages or plain generators over its samples):
 
@@ -160,7 +161,8 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
 
     def __init__(self, data_dir: str | os.PathLike, view_name: str, *, n_frames: int = 16, n_motion_frames: int = 2,
                  frame_size: int | tuple[int, int] | None = None, windows_per_clip: int = 1, shuffle_buffer: int = 64,
-                 seed: int = 0, rank: int | None = None, world_size: int | None = None):
+                 seed: int = 0, rank: int | None = None, world_size: int | None = None,
+                 audio_context_frames: int = 0):
         super().__init__()
         if n_frames < 1 or n_motion_frames < 0 or windows_per_clip < 1 or shuffle_buffer < 0:
             raise ValueError("need n_frames >= 1, n_motion_frames >= 0, windows_per_clip >= 1, shuffle_buffer >= 0")
@@ -172,6 +174,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
         self.n_frames, self.n_motion_frames, self.windows_per_clip = n_frames, n_motion_frames, windows_per_clip
         self.frame_size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
         self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
+        self.audio_context_frames = audio_context_frames
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.stats = ReaderStats()
 
@@ -264,15 +267,24 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
 
     def _window(self, key: str, record: dict, audio: np.ndarray, frames: dict[int, np.ndarray], start: int) -> dict:
         clip = to_tensor(np.stack([frames[i] for i in range(start - self.n_motion_frames, start + self.n_frames)]))
-        samples = audio[start * SAMPLES_PER_FRAME:(start + self.n_frames) * SAMPLES_PER_FRAME]
+        samples = audio_span(audio, start - self.audio_context_frames, start + self.n_frames + self.audio_context_frames)
         return {
             "key": key,
             "start_frame": start,
             "record": record,
             "motion_frames": clip[:self.n_motion_frames],
             "frames": clip[self.n_motion_frames:],
-            "audio": torch.from_numpy(samples.copy()),
+            "audio": torch.from_numpy(samples),
         }
+
+
+def audio_span(audio: np.ndarray, first_frame: int, end_frame: int) -> np.ndarray:
+    """The samples of frames [first_frame, end_frame), zero where the span runs past either end of the clip."""
+    out = np.zeros((end_frame - first_frame) * SAMPLES_PER_FRAME, np.float32)
+    lo, hi = max(first_frame, 0) * SAMPLES_PER_FRAME, min(end_frame * SAMPLES_PER_FRAME, len(audio))
+    if hi > lo:
+        out[lo - first_frame * SAMPLES_PER_FRAME:hi - first_frame * SAMPLES_PER_FRAME] = audio[lo:hi]
+    return out
 
 
 def parse_record(data: bytes) -> dict:

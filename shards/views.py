@@ -4,7 +4,8 @@ Reads only the catalog (no video). A view (``views/<name>.json``) holds the sele
 the profile it applied, the catalog snapshot it read (part files with sizes and sha256), and counts and hours
 per source tag and per rejection reason. The same thresholds over the same catalog give an identical view
 (re-running is a no-op); a name already taken by other thresholds or another catalog snapshot is an error.
-Selection is vectorised and agrees row for row with ``Profile.decide``.
+Selection is vectorised and agrees row for row with ``Profile.decide``. A training view can leave out the
+sources of a held-out test split (``exclude_split``; ``shards.splits``).
 """
 
 from __future__ import annotations
@@ -112,27 +113,36 @@ def _summary(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
     }
 
 
-def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None) -> tuple[dict, bool]:
+def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
+             exclude_split: str | None = None) -> tuple[dict, bool]:
     """Write (or find identical) view ``name``; returns (view, created).
 
     ``reshard_below`` (e.g. 0.5): shards the view keeps less than that share of are first copied into new
     dense shards (``shards.reshard``) and the view points at those instead.
+    ``exclude_split``: the name of a test-split view (``shards.splits``) whose sources the view leaves out.
     """
+    from shards.splits import load_split, without_split  # here: shards.splits imports this module
+
     path = view_path(data_dir, name)
     snapshot = catalog_snapshot(data_dir)
     if not snapshot["files"]:
         raise ViewError(f"no catalog in {data_dir}: run `fada ingest` first")
     profile_doc = {"name": profile.name, "description": profile.description, "dimensions": profile.raw.get("dimensions", {})}
     profile_digest = hashlib.sha256(json.dumps(profile_doc["dimensions"], sort_keys=True).encode()).hexdigest()
+    excluded = None if exclude_split is None else {"view": exclude_split, **load_split(data_dir, exclude_split)}
     if path.exists():
         existing = read_json(path)
         if existing["profile_digest"] != profile_digest:
             raise ViewError(f"view {name!r} already exists with other thresholds; choose another name")
+        if existing.get("excluded_split") != excluded:
+            raise ViewError(f"view {name!r} already exists with another test-split exclusion; choose another name")
         if existing["catalog"]["digest"] != snapshot["digest"]:
             raise ViewError(f"view {name!r} was made from an older catalog snapshot; views are immutable, choose a new name")
         return existing, False
     table = read_catalog(data_dir)
     keep, reasons = select(profile, table)
+    if excluded is not None:
+        keep, reasons = without_split(table, keep, reasons, exclude_split, excluded)
     kept = table.select(["shard", "key"]).filter(pa.array(keep)).sort_by([("shard", "ascending"), ("key", "ascending")])
     by_shard: dict[str, list[str]] = defaultdict(list)
     for shard, key in zip(kept.column("shard").to_pylist(), kept.column("key").to_pylist()):
@@ -144,6 +154,7 @@ def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshar
         "name": name,
         "profile": profile_doc,
         "profile_digest": profile_digest,
+        "excluded_split": excluded,
         "catalog": snapshot,
         "shards": shard_keys,
         "summary": _summary(table, keep, reasons),
@@ -155,8 +166,13 @@ def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshar
 
 def format_view_summary(view: dict) -> str:
     summary = view["summary"]
+    if "split" in view:
+        split = view["split"]
+        made_by = f"test split: fraction {split['fraction']:g}, seed {split['seed']}, {len(split['sources'])} source(s)"
+    else:
+        made_by = f"profile {view['profile']['name']}"
     lines = [
-        f"view {view['name']!r} (profile {view['profile']['name']}): kept {summary['kept']} of {summary['clips']} clips, "
+        f"view {view['name']!r} ({made_by}): kept {summary['kept']} of {summary['clips']} clips, "
         f"{summary['kept_hours'] * 3600:.1f} s ({summary['kept_hours']:.4f} h) in {len(view['shards'])} shard(s)",
         f"  {'source tag':<22}{'kept':>8}{'seconds':>10}{'rejected':>10}",
     ]

@@ -1,0 +1,62 @@
+"""The teacher's DDPM noise schedule on continuous time (DESIGN.md §3 "Noise schedule", distillation step 2).
+
+Time t ∈ [0, 1] runs from clean data (t = 0) to pure noise (t = 1). A continuous t maps to the discrete
+training index ⌊N·t⌋ − 1 (N = 1000 training steps), as in PeRFlow's public implementation, so t = 1 is
+index 999 and t = 0.75 is index 749. t = 0 itself is clean data: ᾱ = 1 there.
+
+The ᾱ table is computed exactly as diffusers' `DDPMScheduler` does (float32 betas, float32 cumulative
+product), then stored as float64, so the teacher sees the very values it was trained with.
+"""
+
+from __future__ import annotations
+
+import torch
+
+BETA_SCHEDULES = ("linear", "scaled_linear")
+
+# A continuous t computed in float32 can fall a hair below a multiple of 1/N (0.7 is 0.69999999 in float32);
+# this slack, in units of training steps, keeps such t on the intended index.
+_INDEX_SLACK = 1e-3
+
+
+def per_sample(value, like: torch.Tensor):
+    """Broadcast a per-sample value of shape (B,) over the trailing dims of `like` (B, ...); floats pass through."""
+    if not torch.is_tensor(value):
+        return value
+    value = value.to(device=like.device, dtype=like.dtype)
+    return value.reshape(value.shape[:1] + (1,) * (like.dim() - 1))
+
+
+class NoiseSchedule:
+    """ᾱ of a DDPM β schedule, looked up by continuous time; SD1.5's schedule by default."""
+
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.00085,
+        beta_end: float = 0.012,
+        beta_schedule: str = "scaled_linear",
+    ):
+        if beta_schedule == "linear":
+            betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+        elif beta_schedule == "scaled_linear":
+            betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+        else:
+            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
+        self.num_train_timesteps = num_train_timesteps
+        self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).to(torch.float64)
+
+    def timestep_index(self, t: torch.Tensor) -> torch.LongTensor:
+        """Continuous t → training index ⌊N·t⌋ − 1, clamped to [0, N − 1]."""
+        index = torch.floor(t.to(torch.float64) * self.num_train_timesteps + _INDEX_SLACK).long() - 1
+        return index.clamp(0, self.num_train_timesteps - 1)
+
+    def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """ᾱ at continuous t (float32, shape of t); exactly 1 at t = 0."""
+        table = self.alphas_cumprod.to(device=t.device, dtype=torch.float32)
+        return torch.where(t == 0, torch.ones((), dtype=torch.float32, device=t.device), table[self.timestep_index(t)])
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Forward process z_t = √ᾱ·x0 + √(1−ᾱ)·ε with one t per sample (t of shape (B,))."""
+        alpha_bar = per_sample(self.alpha_bar(t), x0)
+        return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps

@@ -1,0 +1,208 @@
+"""Teacher training (DESIGN.md §3, paper §3.1): ε-prediction DDPM loss on a view's windows, with condition
+dropout so one network gives the three predictions of multi-CFG: ε(r,a), ε(r,∅) (audio dropped) and
+ε(∅,∅) (reference and audio dropped).
+
+Per step:
+1. frames → latents with the codec; a reference frame drawn from the window; motion frames kept clean
+   (replaced by the reference with ``motion_drop_rate``, which is what a first clip sees at inference);
+2. t ~ U{0…999}, ε ~ N(0, I), z_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε on the denoised frames (SD1.5 schedule);
+3. per sample: both conditions dropped with ``drop_both_rate``, else audio dropped with ``drop_audio_rate``;
+4. L = ‖ε̂ − ε‖² over the denoised frames; AdamW, warmup, grad clipping, EMA.
+
+Checkpoints hold everything for an exact resume (`fada.checkpoint`); the exported inference checkpoint
+(``OUT/final``) carries the EMA weights and records the view and the shards it read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from fada.checkpoint import load_training_state, save_inference_checkpoint, save_training_state, training_states
+from fada.codec import make_codec
+from fada.model import FadaModel
+from fada.training import (TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
+                           wrap_distributed)
+
+
+@dataclass
+class TeacherTrainConfig:
+    num_frames: int = 16
+    batch_size: int = 1
+    learning_rate: float = 1e-5
+    weight_decay: float = 1e-2
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    drop_audio_rate: float = 0.1   # → ε(r,∅)
+    drop_both_rate: float = 0.05   # → ε(∅,∅)
+    motion_drop_rate: float = 0.1
+    mixed_precision: str = "no"    # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.9999
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    windows_per_clip: int = 2
+    shuffle_buffer: int = 64
+    num_workers: int = 0
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TeacherTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown train keys {sorted(unknown)}; allowed: {sorted(known)}")
+        config = cls(**values)
+        if config.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision {config.mixed_precision!r}: use no, bf16 or fp16")
+        return config
+
+
+def make_noise_scheduler():
+    """SD1.5's training schedule (DESIGN.md §3): 1000 steps, scaled_linear β 0.00085 → 0.012."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False)
+
+
+def drop_masks(batch: int, config: TeacherTrainConfig, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keep_reference, keep_audio) float masks (B,) for step 3."""
+    u = torch.rand(batch, generator=generator, device=device)
+    keep_reference = (u >= config.drop_both_rate).float()
+    keep_audio = (u >= config.drop_both_rate + config.drop_audio_rate).float()
+    return keep_reference, keep_audio
+
+
+class TeacherObjective(nn.Module):
+    """Per-sample ε-prediction loss of a batch (steps 2–4); the module DDP wraps."""
+
+    def __init__(self, model: FadaModel, config: TeacherTrainConfig):
+        super().__init__()
+        self.model, self.config = model, config
+        self.noise_scheduler = make_noise_scheduler()
+
+    def forward(self, latents: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor,
+                generator: torch.Generator) -> torch.Tensor:
+        model, motion = self.model, self.model.config.num_motion_frames
+        batch, device = latents.shape[0], latents.device
+        clean = latents[:, motion:]
+        keep_motion = (torch.rand(batch, generator=generator, device=device) >= self.config.motion_drop_rate).float()
+        motion_latents = torch.lerp(reference[:, None].expand_as(latents[:, :motion]), latents[:, :motion],
+                                    keep_motion[:, None, None, None, None])
+        noise = torch.randn(clean.shape, generator=generator, device=device, dtype=clean.dtype)
+        timesteps = torch.randint(0, 1000, (batch,), generator=generator, device=device)
+        noisy = self.noise_scheduler.add_noise(clean.flatten(1), noise.flatten(1), timesteps).view_as(clean)
+        keep_reference, keep_audio = drop_masks(batch, self.config, generator, device)
+        bank = model.encode_reference(reference * keep_reference[:, None, None, None])
+        tokens = model.encode_audio(audio, clean.shape[1]) * keep_audio[:, None, None, None]
+        prediction = model(torch.cat([motion_latents, noisy], 1), timesteps, tokens, bank)[:, motion:]
+        return (prediction.float() - noise.float()).pow(2).flatten(1).mean(1)
+
+
+def view_lineage(data_dir: str | os.PathLike, view_name: str) -> dict:
+    from shards.reader import load_view
+
+    view = load_view(data_dir, view_name)
+    return {"data_dir": str(Path(data_dir).resolve()), "view": view_name, "shards": sorted(view["shards"]),
+            "clips": sum(len(keys) for keys in view["shards"].values()),
+            "profile": view.get("profile", {}).get("name") if isinstance(view.get("profile"), dict) else view.get("profile")}
+
+
+def build_model(config: dict) -> tuple[FadaModel, object]:
+    """A fresh model and codec from a configuration (SD1.5 weights when ``sd15_dir`` is set)."""
+    model = FadaModel(**config["model"])
+    codec_config = dict(config["codec"])
+    if config.get("sd15_dir"):
+        model.load_unet_weights(Path(config["sd15_dir"]) / "unet")
+        codec_config["path"] = config["sd15_dir"]
+    return model, make_codec(**codec_config)
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    steps: int
+    resumed_from: int
+    final_loss: float
+    checkpoint: str
+
+
+def train_teacher(data_dir: str | os.PathLike, view: str, config: dict, steps: int, out_dir: str | os.PathLike, *,
+                  device: str | None = None, progress: bool = True) -> TrainResult:
+    """Train (or resume, when ``out_dir`` holds a training state) a teacher for ``steps`` total steps."""
+    from diffusers.optimization import get_scheduler
+    from tqdm.auto import tqdm
+
+    from shards.reader import ClipWindowDataset
+
+    train = TeacherTrainConfig.from_dict(config.get("train", {}))
+    runtime = setup_runtime(device)
+    out_dir = Path(out_dir)
+    torch.manual_seed(train.seed)
+    model, codec = build_model(config)
+    model.to(runtime.device).train()
+    codec.to(runtime.device)
+    if train.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.learning_rate,
+                                  weight_decay=train.weight_decay)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.warmup_steps)
+    generator = torch.Generator(runtime.device).manual_seed(train.seed + runtime.rank)
+    start_step, ema, position = 0, None, None
+    states = training_states(out_dir)
+    if states:
+        start_step, ema, position = load_training_state(states[-1], model=model, optimizer=optimizer,
+                                                        lr_scheduler=lr_scheduler, generator=generator,
+                                                        device=runtime.device)
+    ema = ema if ema is not None else ema_init(model)
+    dataset = ClipWindowDataset(data_dir, view, n_frames=train.num_frames, n_motion_frames=model.config.num_motion_frames,
+                                frame_size=codec.size, windows_per_clip=train.windows_per_clip,
+                                shuffle_buffer=train.shuffle_buffer, seed=train.seed,
+                                audio_context_frames=model.audio_context_frames)
+    stream = WindowStream(dataset, train.batch_size, train.num_workers, position)
+    objective = wrap_distributed(TeacherObjective(model, train), runtime)
+    logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
+    lineage = {**view_lineage(data_dir, view), "config": config}
+    bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="train-teacher",
+               disable=not (progress and runtime.is_main))
+    scaler = torch.amp.GradScaler(enabled=train.mixed_precision == "fp16")
+    loss_value = float("nan")
+    for step in bar:
+        latents, reference, audio = batch_latents(next(stream), codec, runtime.device, generator)
+        with autocast(train.mixed_precision, runtime.device):
+            loss = objective(latents, reference, audio, generator).mean()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        lr_scheduler.step()
+        ema_update(ema, model, train.ema_decay)
+        loss_value = loss.item()
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if (step + 1) % train.log_every == 0:
+            logger.log(step + 1, {"loss": loss_value, "grad_norm": float(grad_norm), "lr": lr_scheduler.get_last_lr()[0]})
+        if runtime.is_main and ((step + 1) % train.checkpoint_every == 0 or step + 1 == steps):
+            save_training_state(out_dir, step + 1, model=model, ema=ema, optimizer=optimizer, lr_scheduler=lr_scheduler,
+                                generator=generator, data_position=stream.position, keep=train.keep_checkpoints)
+            export_ema(out_dir / "final", model, ema, codec, {"kind": "teacher", "step": step + 1, **lineage})
+    logger.close()
+    return TrainResult(str(out_dir), steps, start_step, loss_value, str(out_dir / "final"))
+
+
+def export_ema(directory: Path, model: FadaModel, ema: dict, codec, meta: dict) -> None:
+    """Save the EMA weights as the inference checkpoint (the training weights stay in the model)."""
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.to(live[k].dtype) for k, v in ema.items()})
+    try:
+        save_inference_checkpoint(directory, model, codec, json.loads(json.dumps(meta, default=str)))
+    finally:
+        model.load_state_dict(live)
