@@ -1,4 +1,5 @@
-"""The ``fada`` command. Subcommands mirror the flows and call the same library functions."""
+"""The ``fada`` command. Subcommands mirror the flows and call the same library functions (model commands:
+`flows.cli_model`)."""
 
 from __future__ import annotations
 
@@ -91,12 +92,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = ingest(out / "sources" / "manifest.yaml", out / "data", config, workers=args.workers, progress=not args.quiet)
     print(format_report(report))
     from filters.profiles import load_profile
+    from shards.splits import write_test_view
     from shards.views import format_view_summary, refilter
 
+    split, _ = write_test_view(out / "data", "test")
+    print("\n" + format_view_summary(split))
     for name in ("strict", "lenient"):
-        view, _ = refilter(out / "data", load_profile(name), name)
+        view, _ = refilter(out / "data", load_profile(name), name, exclude_split="test")
         print("\n" + format_view_summary(view))
+    if args.teacher_steps > 0:
+        demo_teacher(out, args.teacher_steps, quiet=args.quiet)
     return 0
+
+
+def demo_teacher(out: Path, steps: int, *, quiet: bool) -> None:
+    """Train a tiny teacher on the demo's strict view and generate one video from the astronaut portrait."""
+    from PIL import Image
+    from skimage import data as sample_images
+
+    from fada.config import load_config
+    from fada.pipeline import FadaPipeline
+    from fada.train_teacher import train_teacher
+    from filters.synthetic import SpeakerSpec, render_sidecar_audio
+
+    result = train_teacher(out / "data", "strict", load_config("tiny"), steps, out / "teacher", progress=not quiet)
+    print(f"\nteacher: {steps} steps on view 'strict', last loss {result.final_loss:.4f} → {result.checkpoint}")
+    Image.fromarray(sample_images.astronaut()).save(out / "portrait.png")
+    render_sidecar_audio(SpeakerSpec(seed=7, duration_s=2.0), out / "speech.wav", rate=44100, channels=2)
+    video = FadaPipeline.from_checkpoint(result.checkpoint, "teacher", output_size=128).generate(
+        out / "portrait.png", out / "speech.wav", out / "generated.mp4", progress=not quiet)
+    print(f"generated {video.path}: {video.frames} frames, NFE-D {video.nfe_per_clip:g} per clip, "
+          f"{video.seconds_per_video_second:.1f} s per video second")
 
 
 def cmd_refilter(args: argparse.Namespace) -> int:
@@ -105,7 +131,10 @@ def cmd_refilter(args: argparse.Namespace) -> int:
 
     try:
         profile = load_profile(args.profile, {k: v for k, v in _flatten(parse_overrides(args.set)).items()})
-        view, created = refilter(args.data_dir, profile, args.name, reshard_below=args.reshard_below)
+        from shards.views import view_path
+
+        exclude = None if args.include_test_split or not view_path(args.data_dir, args.test_split).exists() else args.test_split
+        view, created = refilter(args.data_dir, profile, args.name, reshard_below=args.reshard_below, exclude_split=exclude)
     except (ProfileError, ViewError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -158,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     refilter_p.add_argument("--name", required=True, help="view name (views are immutable)")
     refilter_p.add_argument("--reshard-below", type=float, default=None, metavar="SHARE",
                             help="copy the kept samples of shards the view keeps less than SHARE of (e.g. 0.5) into new dense shards")
+    refilter_p.add_argument("--test-split", default="test", metavar="NAME",
+                            help="held-out split whose sources training views exclude, when it exists (default: test)")
+    refilter_p.add_argument("--include-test-split", action="store_true", help="do not exclude the held-out split")
     refilter_p.set_defaults(func=cmd_refilter)
 
     lineage_p = sub.add_parser("lineage", help="what produced a shard, or which shards and clips came from a source or key")
@@ -167,8 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_p = sub.add_parser("demo", help="generate synthetic speakers and ingest them")
     demo_p.add_argument("--out", default="demo-data", help="demo directory")
+    demo_p.add_argument("--teacher-steps", type=int, default=150, help="tiny-teacher training steps (0: data only)")
     add_run_options(demo_p)
     demo_p.set_defaults(func=cmd_demo)
+
+    from flows.cli_model import add_model_commands
+
+    add_model_commands(sub)
     return parser
 
 

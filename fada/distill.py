@@ -1,0 +1,322 @@
+"""PeRFlow distillation of the teacher into the FADA student (DESIGN.md §3 "Distillation", paper §3.1–3.3).
+
+The student starts as the teacher (`student_from_teacher`: the teacher's weights plus zero-initialised CFG
+conditioning) and learns, inside each of K time windows, the straight line from the window start z_s to the
+end point z_e that the frozen teacher's DDIM solver reaches. Per step, for a batch of a view's windows:
+
+1. frames → latents (`batch_latents`); motion frames stay clean and are the same for teacher and student
+   (replaced by the reference with ``motion_drop_rate``, as in teacher training);
+2. t ~ U(0, 1], its window (t_e, t_s]; z_s = √ᾱ_s·x0 + √(1−ᾱ_s)·ε from the forward process;
+3. z_e from the frozen teacher, no gradient: DDIM from t_s to t_e in ``solver_steps_per_window`` steps.
+   When CFG is distilled (``cfg_variant`` ≠ none) each sample draws (s_a, s_r) from the configured ranges and
+   the teacher is guided with multi-CFG (eq. 9; three passes as one batch: bank [r, r, ∅], audio [a, 0, 0]).
+   Without CFG distillation each sample drops its conditions as in teacher training and the teacher predicts
+   with the same dropped conditions, so the student keeps the three predictions the balanced mode combines;
+4. the student's input on the straight line, z_t = z_s + (z_e − z_s)·(t − t_s)/(t_e − t_s);
+5. its ε-form target ε* = (z_e − λ·z_s)/η ("ddim_eps"); L_distill = ‖ε̂(z_t, t) − ε*‖²;
+6. the ground-truth branch: the same with z_e^gt = √ᾱ_e·x0 + √(1−ᾱ_e)·ε (same ε) → L_gt; the distill and GT
+   inputs go through the student as one batch of 2B;
+7. L = L_distill + w·L_gt per sample (`MixedSupervision`, eq. 8 as reconstructed), r and w logged;
+8. the CFG-distilled student sees (s_a, s_r) through its CFG conditioning (`cfg_conditioning`).
+
+Losses are means over the denoised frames only. AdamW, warmup, grad clipping, EMA and exact resume as in
+`fada.train_teacher`; ``OUT/final`` is the EMA student (meta kind "student", the teacher it came from, the
+view it read and this configuration under ``config.train``), which `FadaPipeline` loads in the fast and
+balanced modes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from fada.cfg_conditioning import CFG_VARIANTS
+from fada.checkpoint import (META_FILE, CheckpointError, load_inference_checkpoint, load_training_state,
+                             resolve_checkpoint, save_training_state, training_states)
+from fada.guidance import multi_cfg, split_cfg_batch
+from fada.mixed_supervision import MODES as LOSS_MODES
+from fada.mixed_supervision import MixedSupervision
+from fada.model import FadaModel, student_from_teacher
+from fada.noise_schedule import NoiseSchedule
+from fada.perflow import PerflowWindows, ddim_solve, eps_target, gt_window_end, line_point, sample_t
+from fada.train_teacher import TrainResult, drop_masks, export_ema, view_lineage
+from fada.training import (TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
+                           wrap_distributed)
+
+DEFAULT_VIEW = "lenient"  # DESIGN.md §2: the student is distilled on the lenient selection
+
+
+@dataclass
+class DistillConfig:
+    num_frames: int = 16              # denoised frames per window; `distill_student` defaults it to the teacher's
+    batch_size: int = 1
+    learning_rate: float = 1e-5
+    weight_decay: float = 1e-2
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    # PeRFlow (steps 1–5)
+    num_windows: int = 4
+    solver_steps_per_window: int = 8
+    # mixed supervision (steps 6–7; paper constants)
+    loss_mode: str = "adaptive"       # none | fixed | adaptive-unlimited | adaptive
+    lambda_gt: float = 0.25
+    alpha: float = 0.2
+    r_peak: float = 30.0
+    r_dead: float = 100.0
+    # CFG distillation (step 8): scales drawn per sample, uniform in these ranges
+    cfg_variant: str = "layer-tokens"  # none | time-embed | layer | layer-tokens
+    cfg_num_tokens: int = 4
+    guidance_audio_range: tuple[float, float] = (4.0, 9.0)
+    guidance_reference_range: tuple[float, float] = (1.5, 3.0)
+    # condition dropout, used when cfg_variant is none (keeps ε(r,a), ε(r,∅), ε(∅,∅) for the balanced mode)
+    drop_audio_rate: float = 0.1
+    drop_both_rate: float = 0.05
+    motion_drop_rate: float = 0.1
+    mixed_precision: str = "no"       # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.9999
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    windows_per_clip: int = 2
+    shuffle_buffer: int = 64
+    num_workers: int = 0
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DistillConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown distill keys {sorted(unknown)}; allowed: {sorted(known)}")
+        values = dict(values)
+        for key in ("guidance_audio_range", "guidance_reference_range"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision {self.mixed_precision!r}: use no, bf16 or fp16")
+        if self.cfg_variant not in CFG_VARIANTS:
+            raise ValueError(f"cfg_variant {self.cfg_variant!r}: use one of {', '.join(CFG_VARIANTS)}")
+        if self.loss_mode not in LOSS_MODES:
+            raise ValueError(f"loss_mode {self.loss_mode!r}: use one of {', '.join(LOSS_MODES)}")
+        if self.num_windows < 1 or self.solver_steps_per_window < 1:
+            raise ValueError("need num_windows >= 1 and solver_steps_per_window >= 1")
+        for key in ("guidance_audio_range", "guidance_reference_range"):
+            low_high = getattr(self, key)
+            if len(low_high) != 2 or low_high[0] > low_high[1]:
+                raise ValueError(f"{key} must be [low, high] with low <= high, got {low_high}")
+        self.supervision()  # checks r_peak < r_dead
+
+    @property
+    def distills_cfg(self) -> bool:
+        return self.cfg_variant != "none"
+
+    def supervision(self) -> MixedSupervision:
+        return MixedSupervision(self.loss_mode, self.lambda_gt, self.alpha, self.r_peak, self.r_dead)
+
+
+def sample_scales(batch: int, config: DistillConfig, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 8: (s_a, s_r) per sample, uniform in the configured ranges."""
+    (a_low, a_high), (r_low, r_high) = config.guidance_audio_range, config.guidance_reference_range
+    u = torch.rand(2, batch, generator=generator, device=device)
+    return a_low + (a_high - a_low) * u[0], r_low + (r_high - r_low) * u[1]
+
+
+class DistillObjective(nn.Module):
+    """Per-sample PeRFlow losses of a batch (steps 1–8); the module DDP wraps (the teacher is frozen)."""
+
+    def __init__(self, student: FadaModel, teacher: FadaModel, config: DistillConfig):
+        super().__init__()
+        self.student, self.teacher, self.config = student, teacher.requires_grad_(False).eval(), config
+        self.schedule = NoiseSchedule()
+        self.windows = PerflowWindows(config.num_windows)
+        self.supervision = config.supervision()
+
+    @torch.no_grad()
+    def teacher_window_end(self, motion: torch.Tensor, z_s: torch.Tensor, t_s: torch.Tensor, t_e: torch.Tensor,
+                           reference: torch.Tensor, audio: torch.Tensor, keep_reference: torch.Tensor,
+                           keep_audio: torch.Tensor, scales: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """Step 3: the teacher's DDIM solve from z_s at t_s to t_e (guided with eq. 9 when ``scales`` are given)."""
+        teacher, frames, m = self.teacher, z_s.shape[1], motion.shape[1]
+        if scales is None:  # the sample's own (possibly dropped) conditions, one pass
+            bank = teacher.encode_reference(reference * keep_reference[:, None, None, None])
+            tokens = teacher.encode_audio(audio, frames) * keep_audio[:, None, None, None]
+            passes = 1
+        else:  # three passes as one batch: bank [r, r, ∅], audio [a, 0, 0]
+            batch = reference.shape[0]
+            banks = teacher.encode_reference(torch.cat([reference, torch.zeros_like(reference)]))
+            bank = {k: torch.cat([v[:batch], v[:batch], v[batch:]]) for k, v in banks.items()}
+            tokens = teacher.encode_audio(audio, frames)
+            tokens = torch.cat([tokens, torch.zeros_like(tokens), torch.zeros_like(tokens)])
+            passes = 3
+        motion_in = motion.repeat(passes, 1, 1, 1, 1)
+
+        def eps_fn(z: torch.Tensor, timestep_index: torch.Tensor) -> torch.Tensor:
+            x = torch.cat([motion_in, z.repeat(passes, 1, 1, 1, 1).to(motion.dtype)], 1)
+            eps = teacher(x, timestep_index.repeat(passes), tokens, bank)[:, m:].float()
+            if scales is None:
+                return eps
+            s_a, s_r = scales
+            return multi_cfg(*split_cfg_batch(eps), s_r=s_r, s_a=s_a)
+
+        return ddim_solve(eps_fn, z_s, t_s, t_e, self.config.solver_steps_per_window, self.schedule)
+
+    def forward(self, latents: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor,
+                generator: torch.Generator) -> dict:
+        """{loss (scalar), l_distill, l_gt, r, w, t, s_a, s_r (B,)}; only ``loss`` carries gradient."""
+        config, student, schedule = self.config, self.student, self.schedule
+        m, batch, device = student.config.num_motion_frames, latents.shape[0], latents.device
+        # 1. clean motion frames, shared by teacher and student
+        keep_motion = (torch.rand(batch, generator=generator, device=device) >= config.motion_drop_rate).float()
+        motion = torch.lerp(reference[:, None].expand_as(latents[:, :m]), latents[:, :m],
+                            keep_motion[:, None, None, None, None])
+        x0 = latents[:, m:].float()
+        # 2. t, its window, the window start from the forward process
+        t = sample_t(batch, generator, device)
+        t_s, t_e = self.windows.locate(t)
+        alpha_s, alpha_e = schedule.alpha_bar(t_s), schedule.alpha_bar(t_e)
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+        z_s = schedule.add_noise(x0, noise, t_s)
+        # 3. the teacher's window end, with the sample's guidance scales or dropped conditions
+        if config.distills_cfg:
+            s_a, s_r = sample_scales(batch, config, generator, device)
+            keep_reference = keep_audio = torch.ones(batch, device=device)
+            scales = (s_a, s_r)
+        else:
+            keep_reference, keep_audio = drop_masks(batch, config, generator, device)
+            s_a = s_r = torch.full((batch,), float("nan"), device=device)
+            scales = None
+        z_e = self.teacher_window_end(motion, z_s, t_s, t_e, reference, audio, keep_reference, keep_audio, scales)
+        # 4–5. the student's input on the line and its ε-form target; 6. the same for the real window end
+        z_e_gt = gt_window_end(x0, noise, alpha_e)
+        inputs = torch.cat([line_point(z_s, z_e, t, t_s, t_e), line_point(z_s, z_e_gt, t, t_s, t_e)])
+        targets = torch.cat([eps_target(z_s, z_e, alpha_s, alpha_e), eps_target(z_s, z_e_gt, alpha_s, alpha_e)])
+        # the distill and GT branches as one batch of 2B
+        bank = student.encode_reference(reference * keep_reference[:, None, None, None])
+        tokens = student.encode_audio(audio, x0.shape[1]) * keep_audio[:, None, None, None]
+        bank = {k: v.repeat(2, 1, 1) for k, v in bank.items()}
+        cfg_scales = (s_a.repeat(2), s_r.repeat(2)) if scales is not None else None
+        timesteps = schedule.timestep_index(t).repeat(2)
+        student_in = torch.cat([motion.repeat(2, 1, 1, 1, 1), inputs.to(motion.dtype)], 1)
+        prediction = student(student_in, timesteps, tokens.repeat(2, 1, 1, 1), bank, cfg_scales=cfg_scales)[:, m:]
+        per_sample = (prediction.float() - targets).pow(2).flatten(1).mean(1)  # denoised frames only
+        l_distill, l_gt = per_sample.chunk(2)
+        # 7. mixed supervision
+        loss, r, w = self.supervision.combine(l_distill, l_gt)
+        return {"loss": loss, "l_distill": l_distill.detach(), "l_gt": l_gt.detach(), "r": r, "w": w, "t": t,
+                "s_a": s_a, "s_r": s_r}
+
+
+def student_config(teacher_config: dict, train: DistillConfig) -> dict:
+    """The configuration saved with the student: the teacher's model/codec, this run's settings under ``train``
+    (``train.num_frames`` is the clip length `FadaPipeline` uses) and the teacher's own under ``teacher_train``."""
+    config = {k: v for k, v in teacher_config.items() if k not in ("train", "sample")}
+    config["model"] = {**teacher_config.get("model", {}), "cfg_variant": train.cfg_variant,
+                       "cfg_num_tokens": train.cfg_num_tokens}
+    config["train"] = asdict(train)
+    config["teacher_train"] = teacher_config.get("train", {})
+    config["sample"] = {"num_inference_steps": 6, "guidance_reference": 2.0, "guidance_audio": 6.5}
+    return config
+
+
+def _check_same_teacher(out_dir: Path, teacher_path: str) -> None:
+    meta_path = out_dir / "final" / META_FILE
+    if meta_path.is_file():
+        previous = json.loads(meta_path.read_text()).get("teacher", {}).get("path")
+        if previous and previous != teacher_path:
+            raise CheckpointError(f"{out_dir} holds a distillation from teacher {previous}, not {teacher_path}; "
+                                  "use that teacher to resume or a fresh output directory")
+
+
+def _scalars(out: dict, grad_norm: float, lr: float) -> dict:
+    scalars = {"loss": out["loss"].item(), "l_distill": out["l_distill"].mean().item(),
+               "l_gt": out["l_gt"].mean().item(), "r_mean": out["r"].mean().item(), "w_mean": out["w"].mean().item(),
+               "grad_norm": grad_norm, "lr": lr}
+    if not torch.isnan(out["s_a"]).any():
+        scalars.update(s_a_mean=out["s_a"].mean().item(), s_r_mean=out["s_r"].mean().item())
+    return scalars
+
+
+def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.PathLike, out_dir: str | os.PathLike, *,
+                    config: dict | None = None, steps: int, device: str | None = None,
+                    progress: bool = True) -> TrainResult:
+    """Distil ``teacher`` (a teacher checkpoint or training output) into a student on ``view`` for ``steps`` total
+    steps, resuming when ``out_dir`` holds a training state. ``config``: `DistillConfig` overrides."""
+    from diffusers.optimization import get_scheduler
+    from tqdm.auto import tqdm
+
+    from shards.reader import ClipWindowDataset
+
+    runtime = setup_runtime(device)
+    out_dir = Path(out_dir)
+    teacher_dir = resolve_checkpoint(teacher)
+    teacher_model, codec, teacher_meta = load_inference_checkpoint(teacher_dir, runtime.device)
+    if teacher_meta.get("kind") != "teacher":
+        raise CheckpointError(f"{teacher_dir} holds a {teacher_meta.get('kind')}, not a teacher")
+    teacher_config = teacher_meta.get("config", {})
+    train = DistillConfig.from_dict({"num_frames": teacher_config.get("train", {}).get("num_frames", 16),
+                                     **(config or {})})
+    _check_same_teacher(out_dir, str(teacher_dir.resolve()))
+    torch.manual_seed(train.seed)
+    student = student_from_teacher(teacher_model, train.cfg_variant, train.cfg_num_tokens).train()
+    if train.gradient_checkpointing:
+        student.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=train.learning_rate,
+                                  weight_decay=train.weight_decay)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.warmup_steps)
+    generator = torch.Generator(runtime.device).manual_seed(train.seed + runtime.rank)
+    start_step, ema, position = 0, None, None
+    states = training_states(out_dir)
+    if states:
+        start_step, ema, position = load_training_state(states[-1], model=student, optimizer=optimizer,
+                                                        lr_scheduler=lr_scheduler, generator=generator,
+                                                        device=runtime.device)
+    ema = ema if ema is not None else ema_init(student)
+    dataset = ClipWindowDataset(data_dir, view, n_frames=train.num_frames,
+                                n_motion_frames=student.config.num_motion_frames, frame_size=codec.size,
+                                windows_per_clip=train.windows_per_clip, shuffle_buffer=train.shuffle_buffer,
+                                seed=train.seed, audio_context_frames=student.audio_context_frames)
+    stream = WindowStream(dataset, train.batch_size, train.num_workers, position)
+    objective = wrap_distributed(DistillObjective(student, teacher_model, train), runtime)
+    logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
+    teacher_lineage = {k: teacher_meta.get(k) for k in ("data_dir", "view", "shards", "clips", "step")}
+    meta = {"kind": "student", **view_lineage(data_dir, view), "config": student_config(teacher_config, train),
+            "teacher": {"path": str(teacher_dir.resolve()), **teacher_lineage}}
+    bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="distill",
+               disable=not (progress and runtime.is_main))
+    scaler = torch.amp.GradScaler(enabled=train.mixed_precision == "fp16")
+    loss_value = float("nan")
+    for step in bar:
+        latents, reference, audio = batch_latents(next(stream), codec, runtime.device, generator)
+        with autocast(train.mixed_precision, runtime.device):
+            out = objective(latents, reference, audio, generator)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out["loss"]).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), train.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        lr_scheduler.step()
+        ema_update(ema, student, train.ema_decay)
+        loss_value = out["loss"].item()
+        bar.set_postfix(loss=f"{loss_value:.4f}", w=f"{out['w'].mean().item():.3f}")
+        if (step + 1) % train.log_every == 0:
+            logger.log(step + 1, _scalars(out, float(grad_norm), lr_scheduler.get_last_lr()[0]),
+                       histograms={k: out[k] for k in ("r", "w", "t", "l_distill", "l_gt")})
+        if runtime.is_main and ((step + 1) % train.checkpoint_every == 0 or step + 1 == steps):
+            save_training_state(out_dir, step + 1, model=student, ema=ema, optimizer=optimizer,
+                                lr_scheduler=lr_scheduler, generator=generator, data_position=stream.position,
+                                keep=train.keep_checkpoints)
+            export_ema(out_dir / "final", student, ema, codec, {**meta, "step": step + 1})
+    logger.close()
+    return TrainResult(str(out_dir), steps, start_step, loss_value, str(out_dir / "final"))
