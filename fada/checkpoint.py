@@ -75,7 +75,7 @@ def load_inference_checkpoint(path: str | os.PathLike, device: str | torch.devic
 
 def check_same_config(model: FadaModel, saved_config: dict, where: str) -> None:
     """Raise `CheckpointError` naming the differing keys when ``saved_config`` is not ``model``'s."""
-    current = json.loads(json.dumps(dict(model.config), default=str))
+    current = {k: v for k, v in json.loads(json.dumps(dict(model.config), default=str)).items() if not k.startswith("_")}
     saved = {k: v for k, v in saved_config.items() if not k.startswith("_")}
     differing = sorted(k for k in set(current) | set(saved) if current.get(k) != saved.get(k))
     if differing:

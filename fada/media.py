@@ -193,3 +193,30 @@ class VideoWithAudioWriter:
             self.container.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+class ArrayAudioStream(AudioStream):
+    """`AudioStream`'s interface over 16 kHz mono float32 samples already in memory (e.g. a test clip's track,
+    read from its shard), so the pipeline can be driven without writing the audio to a file first.
+
+    ``name`` only labels messages (the silence warning). ``blocks`` yields views of the array ``block_s``
+    seconds long; ``frames_audio`` and ``read_all`` are `AudioStream`'s.
+    """
+
+    def __init__(self, audio: np.ndarray, name: str = "<in-memory audio>", block_s: float = 30.0):
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.ndim != 1:
+            raise InputError(f"{name}: audio must be mono (1-D) at {SAMPLE_RATE} Hz, got shape {audio.shape}")
+        if len(audio) == 0:
+            raise InputError(f"{name}: the audio is empty")
+        self.path = Path(name)
+        self.rate, self.channels, self.frames_native = SAMPLE_RATE, 1, len(audio)
+        self._whole = audio
+        self.block_s = block_s
+        self.n_samples = len(audio)
+        self.n_frames = -(-self.n_samples // SAMPLES_PER_FRAME)
+
+    def blocks(self):
+        step = max(1, int(self.block_s * SAMPLE_RATE))
+        for start in range(0, self.n_samples, step):
+            yield self._whole[start:start + step]
