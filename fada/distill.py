@@ -312,7 +312,8 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
         bar.set_postfix(loss=f"{loss_value:.4f}", w=f"{out['w'].mean().item():.3f}")
         if (step + 1) % train.log_every == 0:
             logger.log(step + 1, _scalars(out, float(grad_norm), lr_scheduler.get_last_lr()[0]),
-                       histograms={k: out[k] for k in ("r", "w", "t", "l_distill", "l_gt")})
+                       histograms={"r": out["r"], "w": out["w"], "t": out["t"], "l_distill_samples": out["l_distill"],
+                                   "l_gt_samples": out["l_gt"]})
         if runtime.is_main and ((step + 1) % train.checkpoint_every == 0 or step + 1 == steps):
             save_training_state(out_dir, step + 1, model=student, ema=ema, optimizer=optimizer,
                                 lr_scheduler=lr_scheduler, generator=generator, data_position=stream.position,

@@ -34,7 +34,7 @@ holds one generated video plus the features.
 
 `evaluate` writes ``OUT/evaluation.json`` (after each run, ``complete`` false until the last) and
 ``OUT/evaluation.md`` (`format_table`), both atomically. `table_rows` gives the table as rows for a Prefect
-table artifact. `add_arguments` / `run_from_args` are the ``fada evaluate`` command line.
+table artifact. `pair_runs` turns ``--ckpt``/``--mode`` values into runs.
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ def _read_samples(path: Path, keys: set[str]) -> dict[str, dict[str, bytes]]:
 
 
 def _decode_clip(key: str, members: dict[str, bytes], max_frames: int | None) -> Clip:
+    import decord
+
     from shards.reader import BadSample, open_video, parse_audio, parse_record
     from shards.shard_writer import SAMPLE_EXTENSIONS
 
@@ -158,12 +160,34 @@ def _decode_clip(key: str, members: dict[str, bytes], max_frames: int | None) ->
             n = min(n, max_frames)
         if n < 1:
             raise ValueError(f"no frame with audio ({len(video)} frames, {len(audio)} samples)")
-        frames = video.get_batch(list(range(n))).asnumpy()
+        try:
+            frames = video.get_batch(list(range(n))).asnumpy()
+        except (RuntimeError, decord.DECORDError):  # decord fails on some frame sizes (rows padded for alignment): decode with PyAV
+            frames = _decode_with_av(members["mp4"], n)
     except BadSample as bad:
         raise ValueError(f"{bad.reason}: {bad}") from bad
-    except RuntimeError as error:  # decord
-        raise ValueError(f"bad_video: {str(error)[:200]}") from error
+    if len(frames) < n:
+        raise ValueError(f"bad_video: decoded {len(frames)} of {n} frames")
     return key, np.ascontiguousarray(frames, dtype=np.uint8), np.ascontiguousarray(audio[: n * SAMPLES_PER_FRAME], np.float32)
+
+
+def _decode_with_av(data: bytes, n: int) -> np.ndarray:
+    import io
+
+    import av
+
+    frames = []
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == n:
+                    break
+    except av.FFmpegError as error:
+        raise ValueError(f"bad_video: {str(error)[:200]}") from error
+    if not frames:
+        raise ValueError("bad_video: no frame decoded")
+    return np.stack(frames)
 
 
 def clip_seed(seed: int, key: str) -> int:
@@ -333,7 +357,9 @@ def quality_metrics(keys: list[str], stats: list[dict], skip: tuple[str, ...]) -
         values = [item["iqa"]["iqa"] for item in stats if "iqa" in item and math.isfinite(item["iqa"]["iqa"])]
         metrics["iqa"], metrics["iqa_videos"] = (float(np.mean(values)) if values else None), len(values)
         if not values:
-            unavailable["iqa"] = f"no video could be scored (no face found; {_first_error(keys, stats, 'iqa')})"
+            errors = any("iqa_error" in item for item in stats)
+            unavailable["iqa"] = ("no video could be scored: " + _first_error(keys, stats, "iqa") if errors
+                                  else "the face detector found no face in any video")
     if "sync" in skip:
         metrics.update({name: None for name in SYNC_KEYS})
         not_computed["sync"] = "skipped"
@@ -736,34 +762,13 @@ def format_table(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --- command line -------------------------------------------------------------------------------------------
-
-
-def add_arguments(parser) -> None:
-    """``fada evaluate`` options on an argparse parser."""
-    parser.add_argument("--ckpt", action="append", required=True,
-                        help="checkpoint directory (a training output or its final/); repeat for several")
-    parser.add_argument("--mode", action="append", default=None,
-                        help="teacher | balanced | fast (comma-separated or repeated): one mode for every --ckpt, "
-                             "one per --ckpt in order, or several for a single --ckpt (default teacher)")
-    parser.add_argument("--data", required=True, help="data directory (shards and views)")
-    parser.add_argument("--view", default="test", help="the held-out view to evaluate on (default test)")
-    parser.add_argument("--out", required=True, help="output directory: evaluation.json, evaluation.md, videos/")
-    parser.add_argument("--fid-weights", help="local pt_inception-2015-12-05-6726825d.pth (FID)")
-    parser.add_argument("--fvd-weights", help="local r3d_18-b3b3357e.pth (FVD)")
-    parser.add_argument("--syncnet-weights", help="local syncnet_v2.model (default: the weight-free sync scorer)")
-    parser.add_argument("--skip", action="append", default=[],
-                        help=f"metrics not to compute, reported as '{NOT_COMPUTED}' ({', '.join(SKIPPABLE)}; comma-separated)")
-    parser.add_argument("--max-clips", type=int, help="evaluate the first N clips only")
-    parser.add_argument("--max-frames", type=int, help="use at most N frames of each clip")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", help="cuda, cpu, … (default: cuda when available)")
-    parser.add_argument("--output-size", type=int, help="generated frame size (default: each clip's own)")
-    parser.add_argument("--no-warmup", action="store_true", help="time from the first clip (no discarded warm-up)")
+# --- command line helpers ---------------------------------------------------------------------------------
 
 
 def pair_runs(ckpts: list[str], modes: list[str] | None) -> list[tuple[str, str]]:
-    """(checkpoint, mode) pairs from ``--ckpt`` and ``--mode`` values (see `add_arguments`)."""
+    """(checkpoint, mode) pairs from repeated ``--ckpt`` and ``--mode`` values (modes may be comma-separated):
+    one mode for every checkpoint, one mode per checkpoint in order, or several modes for one checkpoint;
+    no mode means teacher."""
     modes = [m.strip() for value in (modes or ["teacher"]) for m in value.split(",") if m.strip()] or ["teacher"]
     if len(modes) == len(ckpts):
         return list(zip(ckpts, modes))
@@ -773,32 +778,3 @@ def pair_runs(ckpts: list[str], modes: list[str] | None) -> list[tuple[str, str]
         return [(ckpts[0], mode) for mode in modes]
     raise ValueError(f"{len(ckpts)} --ckpt and {len(modes)} --mode values: give one mode, one per checkpoint, "
                      "or several modes for one checkpoint")
-
-
-def run_from_args(args) -> dict:
-    skip = [name for value in args.skip for name in value.split(",")]
-    return evaluate(args.data, pair_runs(args.ckpt, args.mode), args.out, view=args.view, fid_weights=args.fid_weights,
-                    fvd_weights=args.fvd_weights, syncnet_weights=args.syncnet_weights, skip=skip,
-                    max_clips=args.max_clips, max_frames=args.max_frames, seed=args.seed, device=args.device,
-                    output_size=args.output_size, warmup=not args.no_warmup)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from fada.metrics import MissingWeightsError
-
-    parser = argparse.ArgumentParser(prog="fada evaluate", description=__doc__.split("\n", 1)[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        report = run_from_args(args)
-    except MissingWeightsError as error:
-        parser.exit(2, f"fada evaluate: {error}\n")
-    print(format_table(report))
-    print(f"wrote {Path(args.out) / REPORT_FILE} and {Path(args.out) / TABLE_FILE}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

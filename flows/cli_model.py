@@ -51,13 +51,17 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+
     from fada.media import InputError
     from fada.pipeline import FadaPipeline
 
     try:
-        pipeline = FadaPipeline.from_checkpoint(args.ckpt, args.mode, device=args.device, output_size=args.size,
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+        pipeline = FadaPipeline.from_checkpoint(args.ckpt, args.mode, device=args.device, dtype=dtype,
+                                                tiny_decoder=args.tiny_decoder, output_size=args.size,
                                                 num_inference_steps=args.steps, guidance_reference=args.s_r,
-                                                guidance_audio=args.s_a)
+                                                guidance_audio=args.s_a, compile=args.compile)
         result = pipeline.generate(args.image, args.audio, args.out, seed=args.seed, progress=not args.quiet)
     except (InputError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -79,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         report = evaluate(args.data, runs, args.out, view=args.view, fid_weights=args.fid_weights,
                           fvd_weights=args.fvd_weights, syncnet_weights=args.syncnet_weights, skip=tuple(args.skip),
                           max_clips=args.max_clips, seed=args.seed, device=args.device)
-    except MissingWeightsError as exc:
+    except (MissingWeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(report))
@@ -151,6 +155,10 @@ def add_model_commands(sub) -> None:
     p.add_argument("--s-r", type=float, default=None, help="reference guidance scale (default 2.5; 2.0 fast)")
     p.add_argument("--s-a", type=float, default=None, help="audio guidance scale (default 6.5)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="inference precision (bf16 on GPUs)")
+    p.add_argument("--tiny-decoder", default=None, metavar="DIR",
+                   help="local AutoencoderTiny (TAESD) directory: decode 10x faster than the SD VAE")
+    p.add_argument("--compile", action="store_true", help="torch.compile the denoising net (GPU; ~75 s once)")
     common(p)
     p.set_defaults(func=cmd_generate)
 

@@ -5,9 +5,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from fada.ablation import VARIANTS, EvalClip, Evaluator, run_ablation, sync_score
+from fada.ablation import VARIANTS, run_ablation, sync_score
 
 EXPECTED = ["perflow", "fixed-0.2", "fixed-1.0", "adaptive-unlimited", "adaptive-0.25", "adaptive-0.5", "cfg-none",
             "cfg-time-embed", "cfg-layer", "cfg-layer-tokens"]
