@@ -98,8 +98,10 @@ class WindowStream:
             except StopIteration:
                 self.epoch, self.batch_in_epoch = self.epoch + 1, 0
                 self._start_epoch(0)
-        raise RuntimeError(f"the view yields no full batch of {self.batch_size} windows "
-                           f"(see the reader's skip counts: {dict(self.dataset.stats.counts)})")
+        data = self.dataset
+        raise RuntimeError(f"rank {data.rank} of {data.world_size}: the view yields no full batch of {self.batch_size} "
+                           f"windows from its {len(data.keys_by_url)} shards (shards are split across ranks, so use at "
+                           f"most that many processes; reader skip counts: {dict(data.stats.counts)})")
 
 
 @torch.no_grad()

@@ -58,13 +58,13 @@ def encode_wav(audio: np.ndarray) -> bytes:
 
 
 def make_speaker_data_dir(root: Path, *, n_clips: int = 3, size: int = 64, duration_s: float = 2.0,
-                          view: str = "train") -> Path:
-    """Write ``n_clips`` clips (one per generator seed) to one shard and a view selecting all of them."""
+                          view: str = "train", clips_per_shard: int = 100) -> Path:
+    """Write ``n_clips`` clips (one per generator seed) to shards of ``clips_per_shard`` and a view of them all."""
     from shards.shard_writer import ShardWriter
 
     root = Path(root)
     keys = []
-    with ShardWriter(root / VERSION, max_count=100) as writer:
+    with ShardWriter(root / VERSION, max_count=clips_per_shard) as writer:
         for seed in range(n_clips):
             rendered = root / "raw" / f"speaker{seed}.mp4"
             rendered.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +76,9 @@ def make_speaker_data_dir(root: Path, *, n_clips: int = 3, size: int = 64, durat
                       "fps": 25, "status": "ok"}
             writer.add(key, {"mp4": encode_mp4(frames), "wav": encode_wav(audio), "json": json.dumps(record).encode()})
             keys.append(key)
+    shards = {f"{VERSION}/clips-{i // clips_per_shard:06d}.tar": [] for i in range(len(keys))}
+    for i, key in enumerate(keys):
+        shards[f"{VERSION}/clips-{i // clips_per_shard:06d}.tar"].append(key)
     (root / "views").mkdir(exist_ok=True)
-    (root / "views" / f"{view}.json").write_text(json.dumps({"name": view, "shards": {f"{VERSION}/clips-000000.tar": keys}}))
+    (root / "views" / f"{view}.json").write_text(json.dumps({"name": view, "shards": shards}))
     return root
