@@ -107,7 +107,6 @@ def training_step_benchmark(config, model, codec, device, frames: int, checkpoin
         torch.cuda.reset_peak_memory_stats()
     times = timed(step, device, repeats=3)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    del optimizer
     model.reference_net.disable_gradient_checkpointing()
     model.denoising_net.disable_gradient_checkpointing()
     return {"seconds": statistics.median(times), "peak_gib": round(peak, 2), "gradient_checkpointing": checkpointing}
