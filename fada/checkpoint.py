@@ -68,7 +68,10 @@ def load_inference_checkpoint(path: str | os.PathLike, device: str | torch.devic
     """(model, codec, meta); weights load from safetensors only."""
     directory = resolve_checkpoint(path)
     meta = json.loads((directory / META_FILE).read_text())
-    model = FadaModel.from_pretrained(directory / "model", use_safetensors=True).to(device=device, dtype=dtype).eval()
+    model = FadaModel.from_pretrained(directory / "model", use_safetensors=True).to(device)
+    if model.dtype != dtype:
+        model = model.to(dtype=dtype)
+    model.eval()
     codec = load_codec(directory / "codec").to(device=device, dtype=dtype)
     return model, codec, meta
 

@@ -131,4 +131,5 @@ def student_from_teacher(teacher: FadaModel, cfg_variant: str, cfg_num_tokens: i
     missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
     if unexpected or any(not (k.startswith("cfg.") or ".cfg_" in k or "cond_proj" in k) for k in missing):
         raise ValueError(f"teacher does not match the student: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return student.to(teacher.device, teacher.dtype)
+    student = student.to(teacher.device)
+    return student if teacher.dtype == student.dtype else student.to(dtype=teacher.dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,6 +102,10 @@ class FadaPipeline:
             codec.tiny_decoder = load_tiny_decoder(tiny_decoder).to(device=device, dtype=dtype).eval()
         if mode != "teacher" and meta.get("kind") != "student":
             raise ValueError(f"{path} holds a {meta.get('kind')}; modes balanced/fast need a distilled student")
+        if mode == "balanced" and model.cfg is not None:
+            warnings.warn(f"{path} was distilled with CFG conditioning ({model.config.cfg_variant}); balanced mode runs "
+                          "it without scales, as students distilled with --cfg none are run; use --mode fast for it",
+                          stacklevel=2)
         clip_frames = kwargs.pop("clip_frames", None) or meta.get("config", {}).get("train", {}).get("num_frames", 16)
         return cls(model, codec, mode, clip_frames=clip_frames, **kwargs)
 

@@ -38,7 +38,7 @@ def test_sync_failure_is_recorded_not_raised():
 def test_run_ablation_writes_one_row_per_variant(tmp_path):
     doc = tmp_path / "ablation.md"
     rows = run_ablation(tmp_path / "run", teacher_steps=1, student_steps=1, num_frames=2, eval_clips_count=1,
-                        doc_path=doc, progress=False, device="cpu")
+                        table_path=doc, progress=False, device="cpu")
     assert [row["variant"] for row in rows] == EXPECTED
     for row in rows:
         assert row["nfe_fast"] == 6 and row["nfe_balanced"] == 18
