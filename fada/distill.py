@@ -307,7 +307,7 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
         scaler.step(optimizer)
         scaler.update()
         lr_scheduler.step()
-        ema_update(ema, student, train.ema_decay)
+        ema_update(ema, student, train.ema_decay, step + 1)
         loss_value = out["loss"].item()
         bar.set_postfix(loss=f"{loss_value:.4f}", w=f"{out['w'].mean().item():.3f}")
         if (step + 1) % train.log_every == 0:

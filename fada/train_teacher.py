@@ -185,7 +185,7 @@ def train_teacher(data_dir: str | os.PathLike, view: str, config: dict, steps: i
         scaler.step(optimizer)
         scaler.update()
         lr_scheduler.step()
-        ema_update(ema, model, train.ema_decay)
+        ema_update(ema, model, train.ema_decay, step + 1)
         loss_value = loss.item()
         bar.set_postfix(loss=f"{loss_value:.4f}")
         if (step + 1) % train.log_every == 0:

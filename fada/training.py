@@ -136,7 +136,10 @@ def ema_init(model: torch.nn.Module) -> dict:
 
 
 @torch.no_grad()
-def ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
+def ema_update(ema: dict, model: torch.nn.Module, decay: float, step: int) -> None:
+    """EMA with the usual warm-up: the decay used at ``step`` (1-based) is min(decay, (1 + step) / (10 + step)),
+    so short runs are not dominated by the initial weights."""
+    decay = min(decay, (1 + step) / (10 + step))
     for key, value in model.state_dict().items():
         if value.dtype.is_floating_point:
             ema[key].lerp_(value.float(), 1.0 - decay)

@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_p = sub.add_parser("demo", help="generate synthetic speakers and ingest them")
     demo_p.add_argument("--out", default="demo-data", help="demo directory")
-    demo_p.add_argument("--teacher-steps", type=int, default=150, help="tiny-teacher training steps (0: data only)")
+    demo_p.add_argument("--teacher-steps", type=int, default=300, help="tiny-teacher training steps (0: data only)")
     add_run_options(demo_p)
     demo_p.set_defaults(func=cmd_demo)
 
