@@ -67,10 +67,13 @@ def _record(metadata: dict) -> dict:
 
 
 @materialize("file:///fada/placeholder", task_run_name="asset-{label}", retries=1, retry_delay_seconds=2)
-def record_asset_task(label: str, metadata: dict) -> dict:
+def record_asset_task(label: str, metadata: dict) -> None:
     """Materialize the assets given by ``.with_options(assets=[...], asset_deps=[...])`` (the placeholder is
-    always replaced) with ``metadata`` on each."""
-    return _record(metadata)
+    always replaced) with ``metadata`` on each.
+
+    Returns None on purpose: Prefect links a task's result to later tasks by ``id()``, and for a plain dict
+    a later, unrelated dict at a recycled address would inherit this task's assets as upstream."""
+    _record(metadata)
 
 
 def record_asset(label: str, target: Asset | list[Asset], upstream: Iterable[Asset], metadata: dict | None = None):

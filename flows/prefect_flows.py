@@ -1,10 +1,18 @@
 """Prefect flows: thin orchestration of the library — every step is a call into filters/ or shards/.
 
 ``dataset-refresh`` ingests the sources of a manifest that are new by content hash (Ray inside the task),
-publishes shards, catalog and lineage (each lineage sidecar carries the flow run id), then writes the
-default views for the new catalog snapshot. ``refilter`` writes one named view. Both publish artifacts: a
-table (kept/rejected, seconds per source tag and per reason) and histograms of each bounded score with the
-thresholds marked. Parameters are typed so the Prefect UI renders a form.
+publishes shards, catalog and lineage (each lineage sidecar carries the flow run id), writes or keeps the
+held-out test split (view ``test``: whole sources, `shards.splits`), then writes the default views for the
+new catalog snapshot, which leave the test split's sources out. ``refilter`` writes one named view (also
+without the test split's sources when the split exists). Both publish artifacts: a table (kept/rejected,
+seconds per source tag and per reason) and histograms of each bounded score with the thresholds marked.
+Shards and views are recorded as Prefect assets (source videos → shard → view; `flows.flow_artifacts`).
+Parameters are typed so the Prefect UI renders a form. The model flows are in `flows.training_flows`.
+
+Retries: the I/O tasks (views, split, artifacts) retry twice; ``ingest`` retries too (a rerun skips the
+sources the ledger already holds, so a retry resumes) except on errors a retry cannot fix (bad manifest or
+configuration). A source that fails is recorded in the ledger and in the ``dataset-refresh-added`` table,
+and gets a failed task run of its own (``source-…``); the flow still completes.
 """
 
 from __future__ import annotations
@@ -16,6 +24,10 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.flow_artifacts import record_shards, record_view
+
+TEST_SPLIT = "test"
+
 
 class ProfileName(str, Enum):
     strict = "strict"
@@ -23,18 +35,60 @@ class ProfileName(str, Enum):
 
 
 @task(retries=2, retry_delay_seconds=10, task_run_name="refilter-{name}")
-def write_view(data_dir: str, profile: str, name: str, overrides: dict[str, float], reshard_below: float | None) -> dict:
+def write_view(data_dir: str, profile: str, name: str, overrides: dict[str, float], reshard_below: float | None,
+               exclude_split: str | None = None) -> dict:
     from filters.profiles import load_profile
     from shards.views import refilter
 
-    view, created = refilter(data_dir, load_profile(profile, overrides), name, reshard_below=reshard_below)
-    get_run_logger().info("view %s %s: kept %d of %d clips", name, "written" if created else "unchanged", view["summary"]["kept"], view["summary"]["clips"])
+    view, created = refilter(data_dir, load_profile(profile, overrides), name, reshard_below=reshard_below, exclude_split=exclude_split)
+    excluded = f", without the sources of split {exclude_split!r}" if exclude_split else ""
+    get_run_logger().info("view %s %s: kept %d of %d clips%s", name, "written" if created else "unchanged", view["summary"]["kept"], view["summary"]["clips"], excluded)
     return view
 
 
-@task(task_run_name="artifacts-{view[name]}")
+@task(retries=2, retry_delay_seconds=10, task_run_name="split-{name}")
+def write_test_split(data_dir: str, name: str, fraction: float, seed: int) -> dict | None:
+    """Write the held-out test split, or keep the one already there (made from an older catalog snapshot:
+    views are immutable, and the views written next still leave out every source its rule holds out in the
+    current catalog). None when the catalog has fewer than two sources (nothing to hold out yet)."""
+    from shards.atomic import read_json
+    from shards.catalog import read_catalog
+    from shards.splits import test_sources, write_test_view
+    from shards.views import view_path
+
+    logger = get_run_logger()
+    path = view_path(data_dir, name)
+    if path.exists():
+        existing = read_json(path)
+        rule = existing.get("split")
+        if rule is not None and (rule["fraction"], rule["seed"]) == (fraction, seed):
+            logger.info("test split %s kept: %d held-out source(s)", name, len(rule["sources"]))
+            return existing
+    elif not test_sources(read_catalog(data_dir), fraction, seed):
+        logger.warning("no test split yet: the catalog has fewer than two sources")
+        return None
+    view, created = write_test_view(data_dir, name, fraction=fraction, seed=seed)  # raises on a conflicting view
+    logger.info("test split %s %s: %d clip(s) of %d held-out source(s)", name, "written" if created else "unchanged",
+                view["summary"]["kept"], len(view["split"]["sources"]))
+    return view
+
+
+@task(retries=2, retry_delay_seconds=10, task_run_name="artifacts-{view[name]}")
+def publish_split_artifact(view: dict) -> None:
+    summary = view["summary"]
+    rows = [{"held_out_source": source} for source in view["split"]["sources"]]
+    create_table_artifact(key="split-" + view["name"].lower().replace("_", "-"), table=rows,
+                          description=f"Test split {view['name']}: {summary['kept']} clips of {len(rows)} held-out source(s) "
+                                      f"(fraction {view['split']['fraction']}, seed {view['split']['seed']})")
+
+
+@task(retries=2, retry_delay_seconds=10, task_run_name="artifacts-{view[name]}")
 def publish_view_artifacts(data_dir: str, view: dict) -> list[str]:
     from shards.view_plots import score_histograms
+
+    if "profile" not in view:  # a test split selects sources, not scores: no histograms
+        publish_split_artifact.fn(view)
+        return []
 
     summary = view["summary"]
     artifact_key = "view-" + view["name"].lower().replace("_", "-")
@@ -57,18 +111,53 @@ def refilter_flow(
     profile: ProfileName = ProfileName.strict,
     overrides: dict[str, float] | None = None,
     reshard_below: float | None = None,
+    test_split: str | None = TEST_SPLIT,
 ) -> str:
-    """Apply a threshold profile to the catalog and write the named, immutable view (no video decoded)."""
-    view = write_view(data_dir, profile.value, name, overrides or {}, reshard_below)
+    """Apply a threshold profile to the catalog and write the named, immutable view (no video decoded).
+
+    Args:
+        data_dir: data directory (catalog/, shards/, views/)
+        name: view name (views are immutable: a new selection needs a new name)
+        profile: threshold profile
+        overrides: bounds to override, e.g. {"image_quality.iqa.min": 0.9}
+        reshard_below: copy the kept samples of shards the view keeps less than this share of into new dense shards
+        test_split: held-out split whose sources the view leaves out, when that split exists (null: keep them)
+    """
+    from shards.views import view_path
+
+    exclude = test_split if test_split and view_path(data_dir, test_split).exists() else None
+    view = write_view(data_dir, profile.value, name, overrides or {}, reshard_below, exclude)
     publish_view_artifacts(data_dir, view)
+    record_view(data_dir, view)
     return str(Path(data_dir) / "views" / f"{name}.json")
 
 
-@task(task_run_name="ingest")
+def _retry_unless_input_error(task, task_run, state) -> bool:
+    """Retry ingest unless the manifest or configuration itself is wrong."""
+    from shards.sources import ManifestError
+
+    try:
+        state.result()
+    except (ManifestError, FileNotFoundError, TypeError, ValueError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(task_run_name="ingest", retries=2, retry_delay_seconds=30, retry_condition_fn=_retry_unless_input_error)
 def ingest_new_sources(manifest: str, data_dir: str, workers: int | None) -> dict:
     from flows.ingest import ingest
 
     return ingest(manifest, data_dir, workers=workers, progress=False).to_dict()
+
+
+@task(task_run_name="source-{row[outcome]}-{row[uri_name]}")
+def source_outcome(row: dict) -> dict:
+    """A failed source fails this task run (visible in the UI), not the flow; a rejected one completes."""
+    if row["outcome"] == "failed":
+        raise RuntimeError(f"source {row['uri']} failed ({row.get('reason')}): {row.get('detail', '')}; it is retried next refresh")
+    return row
 
 
 @flow(name="dataset-refresh", log_prints=True)
@@ -77,9 +166,21 @@ def dataset_refresh_flow(
     data_dir: str,
     workers: int | None = None,
     views: list[ProfileName] | None = None,
+    test_split: str | None = TEST_SPLIT,
+    test_fraction: float = 0.1,
 ) -> dict:
-    """Ingest what is new in the manifest, publish shards/catalog/lineage, and write default views
-    named ``<profile>-<catalog snapshot digest[:10]>`` (views are immutable, so each snapshot gets its own)."""
+    """Ingest what is new in the manifest, publish shards/catalog/lineage, write or keep the held-out test
+    split, and write default views named ``<profile>-<catalog snapshot digest[:10]>`` (views are immutable,
+    so each snapshot gets its own) that leave out the test split's sources.
+
+    Args:
+        manifest: manifest of source videos (.yaml, .csv or .parquet)
+        data_dir: data directory to ingest into
+        workers: Ray actors (default: the cluster's CPUs); 0 runs in the flow's process
+        views: profiles to write default views for (default: strict and lenient)
+        test_split: name of the held-out test split view (null: no split, views keep every source)
+        test_fraction: share of sources the test split holds out (whole sources, chosen by hash)
+    """
     from shards.views import catalog_snapshot
 
     report = ingest_new_sources(manifest, data_dir, workers)
@@ -89,11 +190,21 @@ def dataset_refresh_flow(
         table=[{k: row.get(k) for k in ("uri", "source_id", "outcome", "reason", "clips")} for row in added] or [{"uri": "(nothing new)"}],
         description=f"{len(added)} new source(s); {report['clips_ok']} clips kept; {len(report['shards'])} shard(s) written",
     )
+    for row in added:
+        if row["outcome"] != "ingested":
+            source_outcome({**row, "uri_name": Path(str(row["uri"])).name}, return_state=True)
+    record_shards(data_dir, report["shards"])
+    split = write_test_split(data_dir, test_split, test_fraction, 0) if test_split else None
+    if split is not None:
+        publish_split_artifact(split)
+        record_view(data_dir, split)
     digest = catalog_snapshot(data_dir)["digest"][:10]
     written = {}
     for profile in views if views is not None else [ProfileName.strict, ProfileName.lenient]:
         name = f"{profile.value}-{digest}"
-        view = write_view(data_dir, profile.value, name, {}, None)
+        view = write_view(data_dir, profile.value, name, {}, None, test_split if split is not None else None)
         publish_view_artifacts(data_dir, view)
+        record_view(data_dir, view)
         written[profile.value] = name
-    return {"added_sources": len(added), "clips_ok": report["clips_ok"], "shards": report["shards"], "views": written}
+    return {"added_sources": len(added), "clips_ok": report["clips_ok"], "shards": report["shards"], "views": written,
+            "test_split": split["name"] if split is not None else None}

@@ -22,7 +22,7 @@ to add. ``refresh_cache`` forces the task to run again (training still resumes f
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import functools
 import os
 import sys
 from dataclasses import asdict, is_dataclass
@@ -37,7 +37,7 @@ from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from pydantic import BaseModel, Field, PositiveInt
 
 from flows.flow_artifacts import (_record, asset, checkpoint_asset, checkpoint_dir_asset, publish_training_artifacts,
-                                  record_asset, slug, view_asset)
+                                  slug, view_asset)
 
 
 # --- parameter types (the Prefect UI renders enums as selects, models as sub-forms) ------------------------
@@ -101,7 +101,7 @@ def run_on_gpu(fn: Callable, /, *args, **kwargs):
     from flows.ray_pool import ensure_ray
 
     module = sys.modules.get(fn.__module__)
-    if module is not None and _find_spec_safe(fn.__module__) is None:
+    if module is not None and not _importable_everywhere(fn.__module__):
         cloudpickle.register_pickle_by_value(module)  # a flow file Prefect loaded by path: Ray workers can't import it
     ensure_ray()
     ref = ray.remote(**gpu_task_options())(fn).remote(*args, **kwargs)
@@ -112,13 +112,18 @@ def run_on_gpu(fn: Callable, /, *args, **kwargs):
         raise
 
 
-def _find_spec_safe(name: str):
-    if name == "__main__":
-        return None
-    try:
-        return importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
+@functools.lru_cache(maxsize=None)
+def _installed_top_level() -> frozenset[str]:
+    from importlib.metadata import packages_distributions
+
+    return frozenset(packages_distributions()) | frozenset(sys.stdlib_module_names)
+
+
+def _importable_everywhere(module_name: str) -> bool:
+    """Whether a Ray worker (another process, maybe another machine with the same image) can import the
+    module by name: it belongs to an installed distribution or the standard library. A flow file Prefect
+    loaded by path (module ``training_flows``, ``__prefect_loader_…``) or a test module does not."""
+    return module_name != "__main__" and module_name.split(".")[0] in _installed_top_level()
 
 
 # --- caching ----------------------------------------------------------------------------------------------
@@ -179,14 +184,17 @@ def _plain(value):
 
 
 def _cached(task_fn, refresh: bool, output: Callable[[dict], str], **options):
-    """Call ``task_fn``; if a cached result points at an output that no longer exists, run it again."""
-    result = task_fn.with_options(refresh_cache=refresh or None, **options)
-    def call(*args, **kwargs):
-        value = result(*args, **kwargs)
-        if not Path(output(value)).exists():
-            get_run_logger().warning("cached result's output %s is gone: running again", output(value))
-            value = task_fn.with_options(refresh_cache=True, **options)(*args, **kwargs)
+    """Call ``task_fn``; when it answers from the cache with an output that no longer exists, run it again."""
+    configured = task_fn.with_options(refresh_cache=refresh or None, **options)
+
+    def call(*args):
+        state = configured(*args, return_state=True)
+        value = state.result()  # raises when the task failed
+        if state.name == "Cached" and not Path(output(value)).exists():
+            get_run_logger().warning("the cached result's output %s is gone: running again", output(value))
+            value = task_fn.with_options(refresh_cache=True, **options)(*args)
         return value
+
     return call
 
 

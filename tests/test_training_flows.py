@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import flow_artifacts, training_flows
+from flows import training_flows
 from flows.flow_artifacts import asset_key, loss_curve_png, numeric_columns, slug
 from flows.training_flows import fingerprint, gpu_task_options, run_on_gpu, training_config
 
@@ -143,7 +143,10 @@ def test_prefect_yaml_puts_the_model_flows_on_the_gpu_pool():
         assert flow.name == name
         assert deployment["work_pool"]["name"] == ("cpu-pool" if name in ("dataset-refresh", "refilter") else "gpu-pool")
         assert ("schedules" in deployment) == (name == "dataset-refresh")
-        flow.validate_parameters(deployment.get("parameters", {}))  # the UI defaults are valid parameters
+        parameters = deployment.get("parameters", {})
+        if name == "refilter":  # the UI asks for the view name
+            parameters = {**parameters, "name": "ui-view"}
+        flow.validate_parameters(parameters)  # the form's defaults are valid parameters
 
 
 # --- the flows on a temporary Prefect server, with the library calls replaced by stubs ----------------------

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create FADA's Prefect work pools on the server at PREFECT_API_URL and set their concurrency limits.
 #
-#   cpu-pool  (process)  ingest, dataset-refresh, refilter, evaluate: a worker on any CPU machine; their
+#   cpu-pool  (process)  ingest, dataset-refresh, refilter: a worker on any CPU machine; their
 #                        fan-out runs on Ray, so a few concurrent flow runs are enough
-#   gpu-pool  (process)  train-teacher, distill-student, generate: workers only on GPU machines; one flow
+#   gpu-pool  (process)  train-teacher, distill-student, generate, evaluate: workers only on GPU machines; one flow
 #                        run at a time per GPU box unless you raise the limit
 #
 # Idempotent: an existing pool is kept (its type is checked) and only its limit is set again.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make serve`: a local Prefect server (SQLite) on 127.0.0.1:4200, the work pools, every deployment of
-# prefect.yaml, and a process worker for CPU flows. Ctrl-C stops the worker and the server.
+# `make serve`: a local Prefect server (SQLite) on 127.0.0.1:4200, the work pools (create-pools.sh), every
+# deployment of prefect.yaml, and one process worker per pool: cpu-pool (dataset-refresh, refilter) and
+# gpu-pool (train-teacher, distill-student, generate, evaluate; on this machine's GPU when it has one, else
+# its CPU). Ctrl-C stops the workers and the server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN="$PWD/.venv/bin"
@@ -9,21 +11,25 @@ export PREFECT_API_URL="http://127.0.0.1:4200/api"
 
 "$BIN/prefect" server start --host 127.0.0.1 --port 4200 > .prefect-server.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
+pids=("$server")
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
   if curl -fs "$PREFECT_API_URL/health" > /dev/null; then break; fi
   sleep 1
 done
 curl -fs "$PREFECT_API_URL/health" > /dev/null || { echo "Prefect server did not start; see .prefect-server.log" >&2; exit 1; }
 
-for pool in cpu-pool gpu-pool; do
-  "$BIN/prefect" work-pool inspect "$pool" > /dev/null 2>&1 || "$BIN/prefect" work-pool create "$pool" --type process
-done
+PREFECT="$BIN/prefect" bash infra/prefect/create-pools.sh
 "$BIN/prefect" --no-prompt deploy --all
 
 echo
-echo "Prefect UI: http://127.0.0.1:4200  (deployments: dataset-refresh [daily 03:00 UTC], refilter)"
-echo "A worker for cpu-pool runs here; start one for gpu-pool on a GPU machine:"
-echo "  PREFECT_API_URL=$PREFECT_API_URL $BIN/prefect worker start --pool gpu-pool --type process"
+echo "Prefect UI: http://127.0.0.1:4200"
+echo "  cpu-pool: dataset-refresh [daily 03:00 UTC], refilter"
+echo "  gpu-pool: train-teacher, distill-student, generate, evaluate (on demand)"
+echo "Workers for both pools run here (gpu-pool's output is prefixed [gpu-pool])."
+echo "On a GPU machine elsewhere instead: PREFECT_API_URL=$PREFECT_API_URL $BIN/prefect worker start --pool gpu-pool --type process"
+echo "Set RAY_ADDRESS for the workers to send the model work to a Ray cluster's GPU nodes."
 echo
+"$BIN/prefect" worker start --pool gpu-pool --type process > >(sed -u 's/^/[gpu-pool] /') 2>&1 &
+pids+=("$!")
 "$BIN/prefect" worker start --pool cpu-pool --type process
