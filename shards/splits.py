@@ -43,10 +43,16 @@ def source_score(source_id: str, seed: int) -> float:
 
 
 def test_sources(catalog_table: pa.Table, fraction: float = 0.1, seed: int = 0) -> set[str]:
-    """The ``source_id`` values held out by the rule in the module docstring (empty for < 2 sources)."""
+    """The ``source_id`` values held out by the rule in the module docstring (empty for < 2 sources).
+
+    Only sources with at least one usable (status ``ok``) clip are candidates: a source whose clips were all
+    rejected at ingest would leave the test view empty (a source's clips never change once ingested).
+    """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction must lie strictly between 0 and 1, got {fraction}")
-    sources = sorted(s for s in set(catalog_table.column("source_id").to_pylist()) if s is not None)
+    usable = pc.equal(catalog_table.column("status"), "ok")
+    ids = pc.filter(catalog_table.column("source_id"), pc.fill_null(usable, False)).to_pylist()
+    sources = sorted(s for s in set(ids) if s is not None)
     if len(sources) < 2:
         return set()
     scores = {source: source_score(source, seed) for source in sources}

@@ -21,8 +21,18 @@ from tests.test_dataset import _commit_source
 FRACTION, SEED = 0.2, 3
 
 
-def catalog_of(source_ids) -> pa.Table:
-    return pa.table({"source_id": pa.array(list(source_ids), pa.string())})
+def catalog_of(source_ids, status: str = "ok") -> pa.Table:
+    source_ids = list(source_ids)
+    return pa.table({"source_id": pa.array(source_ids, pa.string()), "status": pa.array([status] * len(source_ids))})
+
+
+def test_sources_without_a_usable_clip_are_never_held_out():
+    usable = [f"ok{i}" for i in range(20)]
+    rejected = [f"bad{i}" for i in range(200)]
+    catalog = pa.concat_tables([catalog_of(usable), catalog_of(rejected, status="rejected")])
+    held = splits.test_sources(catalog, fraction=0.5)
+    assert held and held <= set(usable)
+    assert held == splits.test_sources(catalog_of(usable), fraction=0.5)
 
 
 def sha_ids(indices) -> list[str]:
