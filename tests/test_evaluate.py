@@ -15,14 +15,24 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from fada.evaluate import (NOT_COMPUTED, REPORT_FILE, TABLE_FILE, EvaluationWarning, clip_seed, evaluate, format_table,
-                           pair_runs, read_test_clips, table_rows)
+from fada.evaluate import (
+    NOT_COMPUTED,
+    REPORT_FILE,
+    TABLE_FILE,
+    EvaluationWarning,
+    clip_seed,
+    evaluate,
+    format_table,
+    pair_runs,
+    read_test_clips,
+    table_rows,
+)
 from fada.guidance import NFECounter
 from fada.metrics import MissingWeightsError, inception, video_features
 from fada.metrics.inception import FIDInceptionV3
 from fada.metrics.video_features import R3D18
+from tests.test_metrics_features import _kaiming
 
 N_FRAMES = 6  # frames evaluated per clip in the fast tests (max_frames)
 
@@ -54,13 +64,6 @@ def untrained_ckpt(tmp_path_factory):
     model, codec = build_model(config)
     return save_inference_checkpoint(tmp_path_factory.mktemp("ckpt") / "fresh", model, codec,
                                      {"kind": "teacher", "step": 0, "config": config})
-
-
-def _kaiming(net: nn.Module) -> nn.Module:
-    for module in net.modules():
-        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    return net
 
 
 @pytest.fixture(scope="module")
