@@ -96,22 +96,42 @@ def _interpolate_between(points: np.ndarray, measured: list[int]) -> None:
 
 
 def read_clip_frames(mp4_path: str | os.PathLike) -> np.ndarray:
+    """(N, H, W, 3) uint8 RGB. Frames are decoded into one array sized from the container's frame count
+    (a list then ``np.stack`` cost 0.5–1.3 ms more per 512² frame, see docs/benchmarks.md); a count that
+    is missing or wrong only costs a copy."""
     with av.open(str(mp4_path)) as container:
         stream = container.streams.video[0]
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+        frames = np.empty((max(stream.frames, 0), stream.height, stream.width, 3), np.uint8)
+        extra = []
+        count = 0
+        for frame in container.decode(stream):
+            rgb = frame.to_ndarray(format="rgb24")
+            if count < len(frames):
+                frames[count] = rgb
+            else:
+                extra.append(rgb)
+            count += 1
+    if extra:
+        return np.concatenate([frames, np.stack(extra)])
+    return frames[:count]
 
 
 def load_clip(mp4_path: str | os.PathLike, wav_path: str | os.PathLike, record: dict, landmark_model: LandmarkModel) -> ClipData:
-    frames = read_clip_frames(mp4_path)
+    """A clip already on disk, decoded again (re-scoring stored clips)."""
     audio, rate = soundfile.read(str(wav_path), dtype="float32", always_2d=False)
     if audio.ndim > 1:
         audio = audio.mean(axis=1)
+    return clip_from_arrays(read_clip_frames(mp4_path), audio, rate, record, landmark_model)
+
+
+def clip_from_arrays(frames: np.ndarray, audio: np.ndarray, audio_rate: int, record: dict, landmark_model: LandmarkModel) -> ClipData:
+    """A clip from its frames (N, S, S, 3) uint8 and mono float audio; landmarks are computed here, once."""
     return ClipData(
         key=record.get("key", ""),
         frames=frames,
         fps=float(record.get("fps", 25.0)),
         audio=audio,
-        audio_rate=rate,
+        audio_rate=audio_rate,
         landmarks=landmark_model.landmarks(frames),
         record=record,
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from filters.resize import shrink
+
 
 @dataclass(frozen=True)
 class CropConfig:
@@ -36,5 +38,6 @@ def crop_box_for_face(face_box: np.ndarray, frame_width: int, frame_height: int,
 def crop_and_resize(frame_rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
     x0, y0, x1, y1 = (int(v) for v in box)
     region = frame_rgb[y0:y1, x0:x1]
-    interpolation = cv2.INTER_AREA if region.shape[0] > size else cv2.INTER_LINEAR
-    return cv2.resize(region, (size, size), interpolation=interpolation)
+    if region.shape[0] > size:
+        return shrink(region, size, size)
+    return cv2.resize(region, (size, size), interpolation=cv2.INTER_LINEAR)

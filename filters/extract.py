@@ -6,7 +6,10 @@ Steps, all streaming (one decoded frame in flight plus the tracker's short look-
 3. track the main face through each shot and smooth its box (``filters.face_track``);
 4. crop a square around it, resize, and encode straight into the clip's mp4 (``filters.crop``);
 5. cut the span's 16 kHz audio for each clip at exactly the clip's frame times (640 samples per frame at
-   25 fps), so audio and video stay aligned to the sample.
+   25 fps), so audio and video stay aligned to the sample;
+6. optionally score each kept clip while its crops are still in memory (``score``, e.g.
+   ``ClipScorer.score_frames``): the crops of the clip being built are kept in one buffer of ``max_s``
+   seconds that is reused clip after clip, instead of decoding the written clip again.
 
 Clip rule: a shot is cut into consecutive clips of ``max_s`` seconds from its first frame; the remainder
 is a clip of its own when it lasts at least ``min_s`` and is otherwise dropped as ``too_short``. A chunk
@@ -19,6 +22,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,6 +34,9 @@ from filters.scenes import SceneCutDetector
 from shards.media_writer import EncodeConfig, Mp4Writer, write_wav
 
 CLIP_REJECT_REASONS = ("too_short", "no_face", "multi_face", "decode_error")
+
+# (frames (N, S, S, 3) uint8, mono float32 audio, audio rate, clip record) → columns to merge into the record
+ClipScoreFn = Callable[[np.ndarray, np.ndarray, int, dict], dict]
 
 
 @dataclass(frozen=True)
@@ -104,10 +111,11 @@ class ChunkResult:
     frames_read: int
 
 
-def extract_chunk(job: ChunkJob, detector: FaceDetector, config: ExtractConfig) -> ChunkResult:
+def extract_chunk(job: ChunkJob, detector: FaceDetector, config: ExtractConfig, score: ClipScoreFn | None = None) -> ChunkResult:
+    """Every clip of the span, kept or dropped; with ``score``, each kept clip's record also gets its scores."""
     audio_path = job.audio_path or job.video_path
     audio = read_audio_segment(audio_path, job.start_s, job.end_s, rate=config.audio_rate, origin_s=job.audio_origin_s)
-    assembler = _ClipAssembler(job, config, audio)
+    assembler = _ClipAssembler(job, config, audio, score)
     scenes = SceneCutDetector(**asdict(config.scenes))
     tracker = ShotTracker(detector, config.track, config.clip.fps)
     frames_read = 0
@@ -137,14 +145,17 @@ def extract_chunk(job: ChunkJob, detector: FaceDetector, config: ExtractConfig) 
 class _ClipAssembler:
     """Groups tracked frames into clips, encodes kept ones as they arrive, and records every clip.
 
-    Only per-frame numbers are kept for the clip being built; pixels go straight to the encoder. A
-    stretch of frames with no face nearby (the tracker has no box) becomes its own ``no_face`` record.
+    Only per-frame numbers are kept for the clip being built; pixels go straight to the encoder, and into
+    the reused crop buffer when kept clips are scored. A stretch of frames with no face nearby (the tracker
+    has no box) becomes its own ``no_face`` record.
     """
 
-    def __init__(self, job: ChunkJob, config: ExtractConfig, audio: AudioSegment):
+    def __init__(self, job: ChunkJob, config: ExtractConfig, audio: AudioSegment, score: ClipScoreFn | None = None):
         self.job = job
         self.config = config
         self.audio = audio
+        self.score = score
+        self._crops: np.ndarray | None = None  # (max_frames, S, S, 3), allocated on the first face clip
         self.max_frames = int(round(config.clip.max_s * config.clip.fps))
         self.min_frames = int(math.ceil(config.clip.min_s * config.clip.fps - 1e-6))
         self.records: list[dict] = []
@@ -170,7 +181,10 @@ class _ClipAssembler:
             crop_box = crop_box_for_face(item.face_box, width, height, self.config.crop)
             if self._writer is None:
                 self._open_writer()
-            self._writer.write(crop_and_resize(item.frame.rgb, crop_box, self.config.crop.size))
+            crop = crop_and_resize(item.frame.rgb, crop_box, self.config.crop.size)
+            if self._crops is not None:
+                self._crops[len(self._frames)] = crop  # a face clip has a crop on every frame
+            self._writer.write(crop)
         to_source = 1.0 / item.frame.scale  # boxes are recorded in source pixels
         self._frames.append(
             {
@@ -188,6 +202,8 @@ class _ClipAssembler:
         self._tmp_video.parent.mkdir(parents=True, exist_ok=True)
         size = self.config.crop.size
         self._writer = Mp4Writer(self._tmp_video, fps=self.config.clip.fps, width=size, height=size, config=self.config.encode)
+        if self.score is not None and self._crops is None:
+            self._crops = np.empty((self.max_frames, size, size, 3), np.uint8)
 
     def _clip_name(self) -> str:
         return f"c{self.job.chunk_index:05d}_{len(self.records):04d}"
@@ -203,8 +219,12 @@ class _ClipAssembler:
         if reason is None:
             stage = Path(self.job.staging_dir)
             os.replace(self._tmp_video, stage / f"{name}.mp4")
-            write_wav(stage / f"{name}.wav", self._clip_audio(record), self.config.audio_rate)
+            samples = self._clip_audio(record)
+            write_wav(stage / f"{name}.wav", samples, self.config.audio_rate)
             record["staged_name"] = name
+            if self.score is not None:
+                audio = np.clip(samples, -1.0, 1.0).astype(np.float32)
+                record.update(self.score(self._crops[: record["n_frames"]], audio, self.config.audio_rate, record))
         elif self._tmp_video is not None:
             self._tmp_video.unlink(missing_ok=True)
         record.update(status="ok" if reason is None else "rejected", reject_reason=reason, reject_detail=reason_detail)

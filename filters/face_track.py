@@ -14,10 +14,10 @@ import os
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from filters.frames import Frame
+from filters.resize import shrink
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class FaceDetector:
         scale = min(1.0, self.max_input_side / max(height, width))
         image = frame_rgb
         if scale < 1.0:
-            image = cv2.resize(frame_rgb, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+            image = shrink(frame_rgb, round(width * scale), round(height * scale))
         result = self._model.process(np.ascontiguousarray(image))
         detections = []
         for found in result.detections or []:

@@ -2,7 +2,8 @@
 
 ``ClipScorer`` loads every model once (per Ray worker) — face mesh landmarks shared by all scorers, the
 sync scorer (SyncNet from local weights when given, else the weight-free default), segmentation for the
-background — and turns a clip's files and record into flat score columns (DESIGN.md §2). A scorer that
+background — and turns a clip (its frames in memory during ingest, or its files) and record into flat score
+columns (DESIGN.md §2). A scorer that
 fails on a clip leaves its columns missing and its reason in ``score_errors``; the others still score.
 """
 
@@ -12,7 +13,9 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-from filters.clip_data import ClipData, Scorer, load_clip
+import numpy as np
+
+from filters.clip_data import ClipData, Scorer, clip_from_arrays, load_clip
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,14 @@ class ClipScorer:
         return {scorer.name: scorer.version for scorer in self.scorers}
 
     def score_files(self, mp4_path: str | os.PathLike, wav_path: str | os.PathLike, record: dict) -> dict:
-        """Columns to merge into the clip's record: every score, ``scorers`` (name → version), ``score_errors``."""
+        """Columns to merge into the record of a clip on disk: every score, ``scorers`` (name → version),
+        ``score_errors``."""
         return self.score_clip(load_clip(mp4_path, wav_path, record, self.landmark_model))
+
+    def score_frames(self, frames: np.ndarray, audio: np.ndarray, audio_rate: int, record: dict) -> dict:
+        """The same columns for a clip still in memory: ingest passes the crops it has just encoded, which
+        saves decoding the clip again (docs/benchmarks.md)."""
+        return self.score_clip(clip_from_arrays(frames, audio, audio_rate, record, self.landmark_model))
 
     def score_clip(self, clip: ClipData) -> dict:
         columns: dict = {}

@@ -194,12 +194,7 @@ def _make_worker_state(config: IngestConfig) -> dict:
 def _work(state: dict, job: InspectJob | ChunkJob) -> Inspection | ChunkResult:
     if isinstance(job, InspectJob):
         return inspect_source(job)
-    result = extract_chunk(job, state["detector"], state["config"].extract)
-    for record in result.clips:
-        if record["status"] == "ok":
-            stem = Path(job.staging_dir) / record["staged_name"]
-            record.update(state["scorer"].score_files(f"{stem}.mp4", f"{stem}.wav", record))
-    return result
+    return extract_chunk(job, state["detector"], state["config"].extract, score=state["scorer"].score_frames)
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Real ingested clips of synthetic speakers for scorer tests: render → probe → extract → load.
+"""Real ingested clips of synthetic speakers for scorer tests: render → probe → extract.
 
 ``make_clip(spec, folder)`` runs the actual ingestion stage in-process (no Ray) on a generator video and
-returns the first kept clip as ``ClipData`` with face-mesh landmarks, plus the generator's truth.
+returns the first kept clip as ``ClipData`` with face-mesh landmarks, plus the generator's truth. The clip
+is what ingest hands its scorers: the crops as they were encoded, and the clip's audio.
 
 ``make_wild(clip)`` adds a violent head shake the generator has no knob for: every frame is rotated about the
 crop centre by up to ±20° and shifted by up to ±30 px along smooth random paths at 0.5–3 Hz, and the
@@ -17,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from filters.clip_data import ClipData, LandmarkModel, load_clip
+from filters.clip_data import ClipData, LandmarkModel, clip_from_arrays
 from filters.extract import ChunkJob, ExtractConfig, extract_chunk
 from filters.face_track import FaceDetector
 from filters.probe import probe_source
@@ -39,12 +40,18 @@ def make_clip(spec: SpeakerSpec, folder: str | Path, config: ExtractConfig = Ext
     start, end = probe.usable_span_s
     detector, landmark_model = _models()
     job = ChunkJob("f" * 64, str(source), start, end, 0, str(folder / "stage"), rotation=probe.rotation)
-    result = extract_chunk(job, detector, config)
+    handed: list[tuple[np.ndarray, np.ndarray, int]] = []
+
+    def keep(frames, audio, rate, record):
+        handed.append((frames.copy(), audio, rate))  # ingest reuses the frame buffer for the next clip
+        return {}
+
+    result = extract_chunk(job, detector, config, score=keep)
     kept = [clip for clip in result.clips if clip["status"] == "ok"]
     assert kept, [clip["reject_reason"] for clip in result.clips]
     record = {**kept[0], "key": "f" * 16 + "_00000", "source_tag": "interview"}
-    stem = folder / "stage" / record["staged_name"]
-    return load_clip(f"{stem}.mp4", f"{stem}.wav", record, landmark_model), truth
+    frames, audio, rate = handed[0]
+    return clip_from_arrays(frames, audio, rate, record, landmark_model), truth
 
 
 WILD_ROLL_DEG, WILD_SHIFT_PX, WILD_HZ = 20.0, 30.0, (0.5, 3.0)
