@@ -96,9 +96,9 @@ def _interpolate_between(points: np.ndarray, measured: list[int]) -> None:
 
 
 def read_clip_frames(mp4_path: str | os.PathLike) -> np.ndarray:
-    """(N, H, W, 3) uint8 RGB. Frames are decoded into one array sized from the container's frame count
-    (a list then ``np.stack`` cost 0.5–1.3 ms more per 512² frame, see docs/benchmarks.md); a count that
-    is missing or wrong only costs a copy."""
+    """(N, H, W, 3) uint8 RGB. Frames are decoded straight into one array sized from the container's frame
+    count (a list then ``np.stack`` copies every frame once more); a count that is missing or wrong only
+    costs that copy."""
     with av.open(str(mp4_path)) as container:
         stream = container.streams.video[0]
         frames = np.empty((max(stream.frames, 0), stream.height, stream.width, 3), np.uint8)
