@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import torch
@@ -45,20 +46,18 @@ from fada.model import FadaModel, student_from_teacher
 from fada.noise_schedule import NoiseSchedule
 from fada.perflow import PerflowWindows, ddim_solve, eps_target, gt_window_end, line_point, sample_t
 from fada.train_teacher import TrainResult, drop_masks, export_ema, view_lineage
-from fada.training import (TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
+from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
                            wrap_distributed)
 
 DEFAULT_VIEW = "lenient"  # DESIGN.md §2: the student is distilled on the lenient selection
 
 
 @dataclass
-class DistillConfig:
-    num_frames: int = 16              # denoised frames per window; `distill_student` defaults it to the teacher's
-    batch_size: int = 1
-    learning_rate: float = 1e-5
-    weight_decay: float = 1e-2
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
+class DistillConfig(TrainingRunConfig):
+    """The ``distill`` section: the shared keywords (`fada.training.TrainingRunConfig`; ``num_frames`` =
+    denoised frames per window, which `distill_student` defaults to the teacher's; the condition dropout
+    rates apply when ``cfg_variant`` is none, keeping ε(r,a), ε(r,∅), ε(∅,∅) for the balanced mode) and these."""
+
     # PeRFlow (steps 1–5)
     num_windows: int = 4
     solver_steps_per_window: int = 8
@@ -73,38 +72,18 @@ class DistillConfig:
     cfg_num_tokens: int = 4
     guidance_audio_range: tuple[float, float] = (4.0, 9.0)
     guidance_reference_range: tuple[float, float] = (1.5, 3.0)
-    # condition dropout, used when cfg_variant is none (keeps ε(r,a), ε(r,∅), ε(∅,∅) for the balanced mode)
-    drop_audio_rate: float = 0.1
-    drop_both_rate: float = 0.05
-    motion_drop_rate: float = 0.1
-    mixed_precision: str = "no"       # no | bf16 | fp16
-    gradient_checkpointing: bool = False
-    ema_decay: float = 0.9999
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    log_every: int = 1
-    windows_per_clip: int = 2
-    shuffle_buffer: int = 64
-    num_workers: int = 0
-    seed: int = 0
+
+    section: ClassVar[str] = "distill"
 
     @classmethod
-    def from_dict(cls, values: dict) -> "DistillConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown distill keys {sorted(unknown)}; allowed: {sorted(known)}")
-        values = dict(values)
+    def coerce(cls, values: dict) -> dict:
         for key in ("guidance_audio_range", "guidance_reference_range"):
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
-        config = cls(**values)
-        config.check()
-        return config
+        return values
 
     def check(self) -> None:
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision {self.mixed_precision!r}: use no, bf16 or fp16")
+        super().check()
         if self.cfg_variant not in CFG_VARIANTS:
             raise ValueError(f"cfg_variant {self.cfg_variant!r}: use one of {', '.join(CFG_VARIANTS)}")
         if self.loss_mode not in LOSS_MODES:

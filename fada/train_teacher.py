@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,42 +26,13 @@ import torch.nn as nn
 from fada.checkpoint import load_training_state, save_inference_checkpoint, save_training_state, training_states
 from fada.codec import make_codec
 from fada.model import FadaModel
-from fada.training import (TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
+from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
                            wrap_distributed)
 
 
 @dataclass
-class TeacherTrainConfig:
-    num_frames: int = 16
-    batch_size: int = 1
-    learning_rate: float = 1e-5
-    weight_decay: float = 1e-2
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    drop_audio_rate: float = 0.1   # → ε(r,∅)
-    drop_both_rate: float = 0.05   # → ε(∅,∅)
-    motion_drop_rate: float = 0.1
-    mixed_precision: str = "no"    # no | bf16 | fp16
-    gradient_checkpointing: bool = False
-    ema_decay: float = 0.9999
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    log_every: int = 1
-    windows_per_clip: int = 2
-    shuffle_buffer: int = 64
-    num_workers: int = 0
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TeacherTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown train keys {sorted(unknown)}; allowed: {sorted(known)}")
-        config = cls(**values)
-        if config.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision {config.mixed_precision!r}: use no, bf16 or fp16")
-        return config
+class TeacherTrainConfig(TrainingRunConfig):
+    """The teacher's ``train`` section: the shared keywords (`fada.training.TrainingRunConfig`) as they are."""
 
 
 def make_noise_scheduler():

@@ -1,5 +1,6 @@
-"""What the teacher and student training loops share: devices and ranks, the window stream with a resumable
-position, latents from a batch, EMA, mixed precision, and logging (progress bar, JSON lines, TensorBoard).
+"""What the teacher and student training loops share: their common keywords, devices and ranks, the window
+stream with a resumable position, latents from a batch, EMA, mixed precision, and logging (progress bar,
+JSON lines, TensorBoard).
 
 More than one GPU or node runs through torchrun (``torchrun --nproc-per-node 8 -m flows.cli train-teacher …``):
 `setup_distributed` reads its RANK/WORLD_SIZE/LOCAL_RANK, the reader splits shards by rank, and the loss
@@ -11,12 +12,60 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import ClassVar
 from pathlib import Path
 
 import torch
 
 from fada.audio_encoder import SAMPLES_PER_FRAME
+
+
+@dataclass
+class TrainingRunConfig:
+    """Keywords of a training run that teacher training and distillation share: optimisation, condition
+    dropout, precision, EMA, checkpoints, logging and data. Subclasses add their own and extend ``check``."""
+
+    num_frames: int = 16
+    batch_size: int = 1
+    learning_rate: float = 1e-5
+    weight_decay: float = 1e-2
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    drop_audio_rate: float = 0.1   # → ε(r,∅)
+    drop_both_rate: float = 0.05   # → ε(∅,∅)
+    motion_drop_rate: float = 0.1
+    mixed_precision: str = "no"    # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    ema_decay: float = 0.9999
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    windows_per_clip: int = 2
+    shuffle_buffer: int = 64
+    num_workers: int = 0
+    seed: int = 0
+
+    section: ClassVar[str] = "train"  # the configuration section named in error messages
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.section} keys {sorted(unknown)}; allowed: {sorted(known)}")
+        config = cls(**cls.coerce(dict(values)))
+        config.check()
+        return config
+
+    @classmethod
+    def coerce(cls, values: dict) -> dict:
+        """Values as YAML/JSON give them → field types (e.g. lists → tuples); identity here."""
+        return values
+
+    def check(self) -> None:
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision {self.mixed_precision!r}: use no, bf16 or fp16")
 
 
 @dataclass
