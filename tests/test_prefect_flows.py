@@ -3,6 +3,7 @@ deploy, trigger through the API with parameters as the UI sends them, wait, chec
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,13 +57,22 @@ def prefect_server(tmp_path_factory):
         worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", POOL, "--type", "process"], env=env, cwd=REPO,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         yield api
-        worker.terminate()
-        worker.wait(timeout=30)
+        _stop(worker)
         for key, value in old.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop(server)
+
+
+def _stop(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL to the whole session (its own children too) if it is still there after ``grace_s``:
+    a worker busy finishing a flow run on a loaded machine can take longer to shut down."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @pytest.fixture(scope="module")
