@@ -18,11 +18,15 @@ class EncodeConfig:
     # veryfast with diamond motion search and the fastest sub-pixel refinement: the ingest stage ran 5–23 %
     # faster (real portrait / synthetic source) for 8–12 % more bitrate at the same PSNR (docs/benchmarks.md,
     # "Encoder settings"). "" = the preset's own; "me=dia" alone keeps veryfast's bitrate.
-    x264_params: str = "me=dia:subme=1"
+    x264_params: str | None = "me=dia:subme=1"
     threads: int = 1  # one encoder thread per Ray worker core
     keyframe_interval: int = 25  # 1 s at 25 fps: a training window decodes from a nearby keyframe
 
     def __post_init__(self) -> None:
+        if self.x264_params is None:  # `--set encode.x264_params=`: an empty YAML value
+            object.__setattr__(self, "x264_params", "")
+        if not isinstance(self.x264_params, str):
+            raise ValueError(f"encode.x264_params must be a string of key=value pairs, got {self.x264_params!r}")
         pairs = [pair for pair in self.x264_params.split(":") if pair]
         malformed = [pair for pair in pairs if not re.fullmatch(r"[a-z0-9_-]+=[^=:]+", pair)]
         if malformed:
