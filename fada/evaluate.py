@@ -52,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shards.atomic import atomic_write_bytes, atomic_write_json, json_safe
+
 REPORT_FILE = "evaluation.json"
 TABLE_FILE = "evaluation.md"
 REPORT_FORMAT = "fada-evaluation/1"
@@ -595,26 +597,11 @@ def _unique_names(infos: list[dict]) -> list[str]:
     return names
 
 
-def _json_safe(value):
-    """NaN/±inf → None (the report is strict JSON), numpy scalars → Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``evaluation.json`` and ``evaluation.md`` into ``out_dir`` atomically."""
-    from shards.atomic import atomic_write_bytes, atomic_write_json
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / REPORT_FILE, _json_safe(report))
+    atomic_write_json(out_dir / REPORT_FILE, json_safe(report))
     atomic_write_bytes(out_dir / TABLE_FILE, format_table(report).encode())
     return out_dir / REPORT_FILE, out_dir / TABLE_FILE
 
@@ -675,7 +662,7 @@ def evaluate(data_dir: str | os.PathLike, runs: list[tuple[str, str]], out_dir: 
         write_report(report, out_dir)
     report["complete"] = True
     write_report(report, out_dir)
-    return _json_safe(report)
+    return json_safe(report)
 
 
 # --- the table ----------------------------------------------------------------------------------------------

@@ -9,13 +9,13 @@ fails on a clip leaves its columns missing and its reason in ``score_errors``; t
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from filters.clip_data import ClipData, Scorer, clip_from_arrays, load_clip
+from shards.atomic import json_safe
 
 
 @dataclass(frozen=True)
@@ -76,12 +76,8 @@ class ClipScorer:
         errors: dict[str, str] = {}
         for scorer in self.scorers:
             try:
-                columns.update(_finite(scorer.score(clip)))
+                columns.update(json_safe(scorer.score(clip)))  # NaN (unscorable) → None: missing
             except Exception as exc:  # one dimension failing must not lose the others
                 errors[scorer.name] = f"{type(exc).__name__}: {exc}"
         return {**columns, "scorers": self.versions, "score_errors": errors}
 
-
-def _finite(scores: dict) -> dict:
-    """JSON cannot hold NaN/inf: unscorable values become None (missing), strings pass through."""
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in scores.items()}

@@ -23,6 +23,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, AssetProperties, materialize
 
+from shards.atomic import json_safe
+
 # A Prefect event carries at most 100 related resources by default (PREFECT_EVENTS_MAXIMUM_RELATED_RESOURCES);
 # an asset with more upstream assets names the first ones and records the count in its metadata.
 MAX_UPSTREAM = 90
@@ -85,7 +87,7 @@ def record_asset(label: str, target: Asset | list[Asset], upstream: Iterable[Ass
         metadata.update(upstream_total=len(upstream), upstream_recorded=MAX_UPSTREAM)
         upstream = upstream[:MAX_UPSTREAM]
     targets = target if isinstance(target, list) else [target]
-    return record_asset_task.with_options(assets=targets, asset_deps=upstream or None)(label, _json_safe(metadata),
+    return record_asset_task.with_options(assets=targets, asset_deps=upstream or None)(label, json_safe(metadata),
                                                                                   return_state=True)
 
 
@@ -223,13 +225,3 @@ def _round(value):
     return value
 
 
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
