@@ -236,6 +236,8 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
 
     from shards.reader import ClipWindowDataset
 
+    lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
+    view = lineage["view"]
     runtime = setup_runtime(device)
     out_dir = Path(out_dir)
     teacher_dir = resolve_checkpoint(teacher)
@@ -269,7 +271,7 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
     objective = wrap_distributed(DistillObjective(student, teacher_model, train), runtime)
     logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
     teacher_lineage = {k: teacher_meta.get(k) for k in ("data_dir", "view", "shards", "clips", "step")}
-    meta = {"kind": "student", **view_lineage(data_dir, view), "config": student_config(teacher_config, train),
+    meta = {"kind": "student", **lineage, "config": student_config(teacher_config, train),
             "teacher": {"path": str(teacher_dir.resolve()), **teacher_lineage}}
     bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="distill",
                disable=not (progress and runtime.is_main))

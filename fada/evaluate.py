@@ -617,7 +617,9 @@ def evaluate(data_dir: str | os.PathLike, runs: list[tuple[str, str]], out_dir: 
     runs one discarded pipeline clip per run before timing. See the module docstring for the metrics.
     """
     from shards.reader import load_view
+    from shards.view_aliases import resolve_view_name
 
+    view = resolve_view_name(data_dir, view)
     runs = [(str(ckpt), str(mode)) for ckpt, mode in runs]
     if not runs:
         raise ValueError("no runs to evaluate: give at least one (checkpoint, mode)")

@@ -78,10 +78,13 @@ class TeacherObjective(nn.Module):
 
 
 def view_lineage(data_dir: str | os.PathLike, view_name: str) -> dict:
+    """What a run read: the immutable view (an alias such as ``strict`` is recorded beside the view it
+    pointed at when the run started), its shards and clip count."""
     from shards.reader import load_view
 
     view = load_view(data_dir, view_name)
-    return {"data_dir": str(Path(data_dir).resolve()), "view": view_name, "shards": sorted(view["shards"]),
+    alias = {} if view.get("name", view_name) == view_name else {"view_alias": view_name}
+    return {"data_dir": str(Path(data_dir).resolve()), "view": view.get("name", view_name), **alias, "shards": sorted(view["shards"]),
             "clips": sum(len(keys) for keys in view["shards"].values()),
             "profile": view.get("profile", {}).get("name") if isinstance(view.get("profile"), dict) else view.get("profile")}
 
@@ -113,6 +116,8 @@ def train_teacher(data_dir: str | os.PathLike, view: str, config: dict, steps: i
 
     from shards.reader import ClipWindowDataset
 
+    lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
+    view = lineage["view"]
     train = TeacherTrainConfig.from_dict(config.get("train", {}))
     runtime = setup_runtime(device)
     out_dir = Path(out_dir)
@@ -140,7 +145,7 @@ def train_teacher(data_dir: str | os.PathLike, view: str, config: dict, steps: i
     stream = WindowStream(dataset, train.batch_size, train.num_workers, position)
     objective = wrap_distributed(TeacherObjective(model, train), runtime)
     logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
-    lineage = {**view_lineage(data_dir, view), "config": config}
+    lineage = {**lineage, "config": config}
     bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="train-teacher",
                disable=not (progress and runtime.is_main))
     scaler = torch.amp.GradScaler(enabled=train.mixed_precision == "fp16")

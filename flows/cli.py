@@ -81,25 +81,32 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `fada demo --out DIR` writes, relative to DIR (prefect.yaml's form defaults point here).
+DEMO_LAYOUT = {"manifest": "sources/manifest.yaml", "data": "data", "teacher": "teacher", "portrait": "portrait.png",
+               "speech": "speech.wav"}
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from filters.synthetic import demo_sources
     from flows.ingest import ingest
 
     out = Path(args.out)
-    print(f"generating synthetic speakers in {out / 'sources'} …")
-    demo_sources(out / "sources")
+    manifest, data = out / DEMO_LAYOUT["manifest"], out / DEMO_LAYOUT["data"]
+    print(f"generating synthetic speakers in {manifest.parent} …")
+    demo_sources(manifest.parent)
     config = load_ingest_config(args.config, args.set)
-    report = ingest(out / "sources" / "manifest.yaml", out / "data", config, workers=args.workers, progress=not args.quiet)
+    report = ingest(manifest, data, config, workers=args.workers, progress=not args.quiet)
     print(format_report(report))
     from filters.profiles import load_profile
     from shards.splits import write_test_view
-    from shards.views import format_view_summary, refilter
+    from shards.view_aliases import refilter_aliased
+    from shards.views import format_view_summary
 
-    split, _ = write_test_view(out / "data", "test")
+    split, _ = write_test_view(data, "test")
     print("\n" + format_view_summary(split))
-    for name in ("strict", "lenient"):
-        view, _ = refilter(out / "data", load_profile(name), name, exclude_split="test")
-        print("\n" + format_view_summary(view))
+    for name in ("strict", "lenient"):  # as dataset-refresh: an immutable view per snapshot, the alias moved to it
+        view, _, _ = refilter_aliased(data, load_profile(name), alias=name, exclude_split="test")
+        print("\n" + format_view_summary(view) + f"\n  alias {name!r} → {view['name']}")
     if args.teacher_steps > 0:
         demo_teacher(out, args.teacher_steps, quiet=args.quiet)
     return 0
@@ -115,30 +122,35 @@ def demo_teacher(out: Path, steps: int, *, quiet: bool) -> None:
     from fada.train_teacher import train_teacher
     from filters.synthetic import SpeakerSpec, render_sidecar_audio
 
-    result = train_teacher(out / "data", "strict", load_config("tiny"), steps, out / "teacher", progress=not quiet)
+    portrait, speech = out / DEMO_LAYOUT["portrait"], out / DEMO_LAYOUT["speech"]
+    result = train_teacher(out / DEMO_LAYOUT["data"], "strict", load_config("tiny"), steps, out / DEMO_LAYOUT["teacher"],
+                           progress=not quiet)
     print(f"\nteacher: {steps} steps on view 'strict', last loss {result.final_loss:.4f} → {result.checkpoint}")
-    Image.fromarray(sample_images.astronaut()).save(out / "portrait.png")
-    render_sidecar_audio(SpeakerSpec(seed=7, duration_s=2.0), out / "speech.wav", rate=44100, channels=2)
+    Image.fromarray(sample_images.astronaut()).save(portrait)
+    render_sidecar_audio(SpeakerSpec(seed=7, duration_s=2.0), speech, rate=44100, channels=2)
     video = FadaPipeline.from_checkpoint(result.checkpoint, "teacher", output_size=128).generate(
-        out / "portrait.png", out / "speech.wav", out / "generated.mp4", progress=not quiet)
+        portrait, speech, out / "generated.mp4", progress=not quiet)
     print(f"generated {video.path}: {video.frames} frames, NFE-D {video.nfe_per_clip:g} per clip, "
           f"{video.seconds_per_video_second:.1f} s per video second")
 
 
 def cmd_refilter(args: argparse.Namespace) -> int:
     from filters.profiles import ProfileError, load_profile
-    from shards.views import ViewError, format_view_summary, refilter
+    from shards.view_aliases import refilter_aliased
+    from shards.views import ViewError, format_view_summary
 
     try:
         profile = load_profile(args.profile, {k: v for k, v in _flatten(parse_overrides(args.set)).items()})
         from shards.views import view_path
 
         exclude = None if args.include_test_split or not view_path(args.data_dir, args.test_split).exists() else args.test_split
-        view, created = refilter(args.data_dir, profile, args.name, reshard_below=args.reshard_below, exclude_split=exclude)
+        view, created, alias = refilter_aliased(args.data_dir, profile, name=args.name, alias=args.alias,
+                                                reshard_below=args.reshard_below, exclude_split=exclude)
     except (ProfileError, ViewError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_view_summary(view) + ("" if created else "\n(identical view already existed; nothing written)"))
+    print(format_view_summary(view) + ("" if created else "\n(identical view already existed; nothing written)")
+          + ("" if alias is None else f"\nalias {alias['alias']!r} → {alias['view']}"))
     return 0
 
 
@@ -184,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     refilter_p.add_argument("data_dir")
     refilter_p.add_argument("--profile", default="strict", help="strict, lenient or a profile .yaml file")
     refilter_p.add_argument("--set", action="append", default=[], metavar="DIMENSION.COLUMN.min|max=VALUE", help="override one bound")
-    refilter_p.add_argument("--name", required=True, help="view name (views are immutable)")
+    refilter_p.add_argument("--name", help="view name (views are immutable; default: <profile>-<catalog digest>[-<thresholds digest>])")
+    refilter_p.add_argument("--alias", help="also point this stable name at the view (e.g. strict: training on 'strict' then reads it)")
     refilter_p.add_argument("--reshard-below", type=float, default=None, metavar="SHARE",
                             help="copy the kept samples of shards the view keeps less than SHARE of (e.g. 0.5) into new dense shards")
     refilter_p.add_argument("--test-split", default="test", metavar="NAME",

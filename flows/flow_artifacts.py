@@ -36,6 +36,13 @@ def slug(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", str(text).lower())).strip("-") or "x"
 
 
+def artifact_key(kind: str, name: str) -> str:
+    """``<kind>-<name>`` as an artifact key, without repeating ``kind`` when the name already starts with it
+    (an output directory called ``student`` gives ``student``, not ``student-student``)."""
+    name = slug(name)
+    return name if name == slug(kind) or name.startswith(slug(kind) + "-") else f"{slug(kind)}-{name}"
+
+
 def asset_key(path_or_uri: str | os.PathLike) -> str:
     """A Prefect asset key for a local path (``file:///abs/path``) or a remote URI (kept as it is).
 
@@ -203,7 +210,7 @@ def publish_training_artifacts(kind: str, result: dict) -> dict:
 
     out_dir = Path(result["out_dir"])
     rows = read_log(out_dir)
-    key = f"{kind}-{slug(out_dir.name)}"
+    key = artifact_key(kind, out_dir.name)
     png = loss_curve_png(rows, out_dir / "loss_curve.png", f"{kind} {out_dir.name}: {len(rows)} logged steps")
     markdown = [f"# {kind} loss curve — `{out_dir}`", ""]
     markdown += markdown_image(png, "loss curve") if png else ["(no log rows yet)", ""]

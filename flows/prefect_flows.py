@@ -9,9 +9,13 @@ seconds per source tag and per reason) and histograms of each bounded score with
 Shards and views are recorded as Prefect assets (source videos → shard → view; `flows.flow_artifacts`).
 Parameters are typed so the Prefect UI renders a form. The model flows are in `flows.training_flows`.
 
-Retries: the I/O tasks (views, split, artifacts) retry twice; ``ingest`` retries too (a rerun skips the
-sources the ledger already holds, so a retry resumes) except on errors a retry cannot fix (bad manifest or
-configuration). A source that fails is recorded in the ledger and in the ``dataset-refresh-added`` table,
+Stable names: dataset-refresh points the aliases ``strict`` and ``lenient`` (`shards.view_aliases`) at the
+views it just wrote, so the training forms' default view names always mean the newest selection; a training
+run records the immutable view the alias pointed at.
+
+Retries: the I/O tasks (views, split, artifacts, ingest — a rerun skips the sources the ledger already
+holds, so a retry resumes) retry twice on transient I/O failures only; user errors (a missing catalog or
+path, a taken view name, a profile or configuration typo) fail at once (`flows.retry_policy`). A source that fails is recorded in the ledger and in the ``dataset-refresh-added`` table,
 and gets a failed task run of its own (``source-…``); the flow still completes.
 """
 
@@ -25,6 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.flow_artifacts import record_shards, record_view
+from flows.retry_policy import retry_transient
 
 TEST_SPLIT = "test"
 
@@ -34,19 +39,23 @@ class ProfileName(str, Enum):
     lenient = "lenient"
 
 
-@task(retries=2, retry_delay_seconds=10, task_run_name="refilter-{name}")
-def write_view(data_dir: str, profile: str, name: str, overrides: dict[str, float], reshard_below: float | None,
-               exclude_split: str | None = None) -> dict:
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="refilter-{profile}")
+def write_view(data_dir: str, profile: str, name: str | None, overrides: dict[str, float], reshard_below: float | None,
+               exclude_split: str | None = None, alias: str | None = None) -> dict:
+    """Write view ``name`` (default ``<profile>-<catalog digest>``) and point ``alias`` at it."""
     from filters.profiles import load_profile
-    from shards.views import refilter
+    from shards.view_aliases import refilter_aliased
 
-    view, created = refilter(data_dir, load_profile(profile, overrides), name, reshard_below=reshard_below, exclude_split=exclude_split)
+    view, created, alias_doc = refilter_aliased(data_dir, load_profile(profile, overrides), name=name, alias=alias,
+                                                reshard_below=reshard_below, exclude_split=exclude_split)
     excluded = f", without the sources of split {exclude_split!r}" if exclude_split else ""
-    get_run_logger().info("view %s %s: kept %d of %d clips%s", name, "written" if created else "unchanged", view["summary"]["kept"], view["summary"]["clips"], excluded)
+    moved = f"; alias {alias_doc['alias']!r} → {alias_doc['view']}" if alias_doc else ""
+    get_run_logger().info("view %s %s: kept %d of %d clips%s%s", view["name"], "written" if created else "unchanged",
+                          view["summary"]["kept"], view["summary"]["clips"], excluded, moved)
     return view
 
 
-@task(retries=2, retry_delay_seconds=10, task_run_name="split-{name}")
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="split-{name}")
 def write_test_split(data_dir: str, name: str, fraction: float, seed: int) -> dict | None:
     """Write the held-out test split, or keep the one already there (made from an older catalog snapshot:
     views are immutable, and the views written next still leave out every source its rule holds out in the
@@ -73,7 +82,7 @@ def write_test_split(data_dir: str, name: str, fraction: float, seed: int) -> di
     return view
 
 
-@task(retries=2, retry_delay_seconds=10, task_run_name="artifacts-{view[name]}")
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="artifacts-{view[name]}")
 def publish_split_artifact(view: dict) -> None:
     summary = view["summary"]
     rows = [{"held_out_source": source} for source in view["split"]["sources"]]
@@ -82,7 +91,7 @@ def publish_split_artifact(view: dict) -> None:
                                       f"(fraction {view['split']['fraction']}, seed {view['split']['seed']})")
 
 
-@task(retries=2, retry_delay_seconds=10, task_run_name="artifacts-{view[name]}")
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="artifacts-{view[name]}")
 def publish_view_artifacts(data_dir: str, view: dict) -> list[str]:
     from shards.view_plots import score_histograms
 
@@ -104,48 +113,57 @@ def publish_view_artifacts(data_dir: str, view: dict) -> list[str]:
     return [str(p) for p in images]
 
 
+@task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="artifacts-aliases")
+def publish_aliases_artifact(data_dir: str) -> list[dict]:
+    """A table of the data directory's aliases and the views they point at (the names a training form takes)."""
+    from shards.atomic import read_json
+    from shards.view_aliases import list_aliases
+    from shards.views import view_path
+
+    rows = []
+    for alias, name in list_aliases(data_dir).items():
+        summary = read_json(view_path(data_dir, name))["summary"]
+        rows.append({"alias": alias, "view": name, "kept": summary["kept"], "kept_hours": round(summary["kept_hours"], 4)})
+    create_table_artifact(key="view-aliases", table=rows or [{"alias": "(none yet)"}],
+                          description=f"Aliases in {data_dir}: the stable view names training forms take")
+    return rows
+
+
 @flow(name="refilter", log_prints=True)
 def refilter_flow(
     data_dir: str,
-    name: str,
+    name: str | None = None,
     profile: ProfileName = ProfileName.strict,
+    profile_file: str | None = None,
     overrides: dict[str, float] | None = None,
+    alias: str | None = None,
     reshard_below: float | None = None,
     test_split: str | None = TEST_SPLIT,
 ) -> str:
-    """Apply a threshold profile to the catalog and write the named, immutable view (no video decoded).
+    """Apply a threshold profile to the catalog and write an immutable view (no video decoded).
 
     Args:
         data_dir: data directory (catalog/, shards/, views/)
-        name: view name (views are immutable: a new selection needs a new name)
-        profile: threshold profile
+        name: view name (views are immutable: a new selection needs a new name); empty: <profile>-<catalog digest>[-<thresholds digest>]
+        profile: shipped threshold profile (strict: teacher, lenient: student)
+        profile_file: a custom profile YAML on the worker's storage; used instead of `profile` when given
         overrides: bounds to override, e.g. {"image_quality.iqa.min": 0.9}
+        alias: also point this stable name at the view (e.g. strict); the run's "view-aliases" artifact lists them all
         reshard_below: copy the kept samples of shards the view keeps less than this share of into new dense shards
         test_split: held-out split whose sources the view leaves out, when that split exists (null: keep them)
     """
     from shards.views import view_path
 
     exclude = test_split if test_split and view_path(data_dir, test_split).exists() else None
-    view = write_view(data_dir, profile.value, name, overrides or {}, reshard_below, exclude)
+    chosen = profile_file or ProfileName(profile).value
+    view = write_view(data_dir, chosen, name, overrides or {}, reshard_below, exclude, alias)
     publish_view_artifacts(data_dir, view)
+    publish_aliases_artifact(data_dir)
     record_view(data_dir, view)
-    return str(Path(data_dir) / "views" / f"{name}.json")
+    return str(view_path(data_dir, view["name"]))
 
 
-def _retry_unless_input_error(task, task_run, state) -> bool:
-    """Retry ingest unless the manifest or configuration itself is wrong."""
-    from shards.sources import ManifestError
-
-    try:
-        state.result()
-    except (ManifestError, FileNotFoundError, TypeError, ValueError):
-        return False
-    except Exception:
-        return True
-    return True
-
-
-@task(task_run_name="ingest", retries=2, retry_delay_seconds=30, retry_condition_fn=_retry_unless_input_error)
+@task(task_run_name="ingest", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient)
 def ingest_new_sources(manifest: str, data_dir: str, workers: int | None) -> dict:
     from flows.ingest import ingest
 
@@ -171,7 +189,8 @@ def dataset_refresh_flow(
 ) -> dict:
     """Ingest what is new in the manifest, publish shards/catalog/lineage, write or keep the held-out test
     split, and write default views named ``<profile>-<catalog snapshot digest[:10]>`` (views are immutable,
-    so each snapshot gets its own) that leave out the test split's sources.
+    so each snapshot gets its own) that leave out the test split's sources; the aliases ``strict`` and
+    ``lenient`` then point at them.
 
     Args:
         manifest: manifest of source videos (.yaml, .csv or .parquet)
@@ -181,8 +200,6 @@ def dataset_refresh_flow(
         test_split: name of the held-out test split view (null: no split, views keep every source)
         test_fraction: share of sources the test split holds out (whole sources, chosen by hash)
     """
-    from shards.views import catalog_snapshot
-
     report = ingest_new_sources(manifest, data_dir, workers)
     added = [row for row in report["sources"] if row["outcome"] != "skipped"]
     create_table_artifact(
@@ -198,13 +215,20 @@ def dataset_refresh_flow(
     if split is not None:
         publish_split_artifact(split)
         record_view(data_dir, split)
-    digest = catalog_snapshot(data_dir)["digest"][:10]
+    from shards.views import view_path
+
     written = {}
     for profile in views if views is not None else [ProfileName.strict, ProfileName.lenient]:
-        name = f"{profile.value}-{digest}"
-        view = write_view(data_dir, profile.value, name, {}, None, test_split if split is not None else None)
+        profile = ProfileName(profile).value
+        alias = profile
+        if view_path(data_dir, profile).is_file():  # a data dir from before aliases holds an immutable view of that name
+            get_run_logger().warning("%s is an immutable view here, so it stays as it is; the refreshed %s view is "
+                                     "named by its digest only", profile, profile)
+            alias = None
+        view = write_view(data_dir, profile, None, {}, None, test_split if split is not None else None, alias=alias)
         publish_view_artifacts(data_dir, view)
         record_view(data_dir, view)
-        written[profile.value] = name
+        written[profile] = view["name"]
+    publish_aliases_artifact(data_dir)
     return {"added_sources": len(added), "clips_ok": report["clips_ok"], "shards": report["shards"], "views": written,
             "test_split": split["name"] if split is not None else None}

@@ -36,8 +36,8 @@ from prefect.assets import materialize
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from pydantic import BaseModel, Field, PositiveInt
 
-from flows.flow_artifacts import (_record, asset, checkpoint_asset, checkpoint_dir_asset, publish_training_artifacts,
-                                  slug, view_asset)
+from flows.flow_artifacts import (_record, artifact_key, asset, checkpoint_asset, checkpoint_dir_asset,
+                                  publish_training_artifacts, view_asset)
 
 
 # --- parameter types (the Prefect UI renders enums as selects, models as sub-forms) ------------------------
@@ -403,7 +403,7 @@ def publish_generation_artifact(ckpt: str, mode: str, result: dict) -> None:
             {"field": "s per video-s", "value": round(result["seconds_per_video_second"], 3)}]
     markdown = [f"# Generated `{result['path']}`", "", f"[{Path(result['path']).name}](file://{result['path']})", "",
                 "| | |", "|:---|---:|"] + [f"| {r['field']} | {r['value']} |" for r in rows]
-    create_markdown_artifact(key=f"generate-{slug(Path(result['path']).stem)}", markdown="\n".join(markdown),
+    create_markdown_artifact(key=artifact_key("generate", Path(result['path']).stem), markdown="\n".join(markdown),
                              description=f"{result['frames']} frames, NFE-D {result['nfe_per_clip']:g} per clip, "
                                          f"{result['seconds']:.1f} s")
 
@@ -461,6 +461,6 @@ def evaluate_flow(
 def publish_evaluation_artifacts(report: dict, out_dir: str) -> None:
     from fada.evaluate import format_table, table_rows
 
-    key = f"evaluation-{slug(Path(out_dir).name)}"
+    key = artifact_key("evaluation", Path(out_dir).name)
     create_markdown_artifact(key=key, markdown=format_table(report), description=f"evaluation on view {report['view']} ({out_dir})")
     create_table_artifact(key=f"{key}-table", table=table_rows(report), description=f"evaluation table ({out_dir})")

@@ -89,9 +89,12 @@ class BadSample(Exception):
 
 
 def load_view(data_dir: str | os.PathLike, name: str) -> dict:
-    """Read ``DATA_DIR/views/<name>.json``; every shard it names must exist (FileNotFoundError names it)."""
+    """Read ``DATA_DIR/views/<name>.json`` (an alias is followed to its view: ``shards.view_aliases``); every
+    shard it names must exist (FileNotFoundError names it)."""
+    from shards.view_aliases import resolve_view_name
     from shards.views import view_path
 
+    name = resolve_view_name(data_dir, name)
     view = json.loads(view_path(data_dir, name).read_text())
     if not isinstance(view.get("shards"), dict):
         raise ValueError(f"view {name!r} has no 'shards' mapping")

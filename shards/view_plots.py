@@ -12,24 +12,27 @@ from shards.catalog import read_catalog
 
 
 def score_histograms(data_dir: str | os.PathLike, view: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """One PNG per bounded column: all scored clips, the kept ones on top, min/max thresholds as lines."""
+    """One PNG per bounded column: all scored clips, the kept ones on top, min/max thresholds as lines. Sync
+    bounds are per scorer (each has its own scale), so each sync scorer gets its own files
+    (``sync-<scorer>-<column>.png``) over the clips that scorer scored."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     profile = profile_from_dict({"name": view["profile"]["name"], "dimensions": view["profile"]["dimensions"]})
-    bounds = list(profile.bounds) + [b for bs in profile.sync_bounds.values() for b in bs]
+    bounds = [(None, b) for b in profile.bounds] + [(scorer, b) for scorer, bs in profile.sync_bounds.items() for b in bs]
     table = read_catalog(data_dir)
+    scorers = np.asarray(table.column("sync_scorer").to_pylist(), dtype=object)
     kept_keys = {k for keys in view["shards"].values() for k in keys}
     kept = np.isin(np.asarray(table.column("key").to_pylist(), dtype=object), list(kept_keys))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for bound in bounds:
+    for scorer, bound in bounds:
         column = "sync_offset" if bound.column == "abs_sync_offset" else bound.column
         values = np.abs(table.column(column).to_numpy(zero_copy_only=False).astype(float)) if bound.column == "abs_sync_offset" else table.column(column).to_numpy(zero_copy_only=False).astype(float)
-        finite = np.isfinite(values)
+        finite = np.isfinite(values) & (True if scorer is None else scorers == scorer)
         if not finite.any():
             continue
         figure, axes = plt.subplots(figsize=(5, 3))
@@ -39,10 +42,11 @@ def score_histograms(data_dir: str | os.PathLike, view: dict, out_dir: str | os.
         for threshold, label in ((bound.min, "min"), (bound.max, "max")):
             if threshold is not None:
                 axes.axvline(threshold, color="tab:red", linestyle="--", label=f"{label} {threshold:g}")
-        axes.set_title(f"{bound.dimension}.{bound.column}")
+        label = bound.dimension if scorer is None else f"{bound.dimension}-{scorer}"
+        axes.set_title(f"{label.replace('-', '.')}.{bound.column}")
         axes.legend(fontsize=7)
         figure.tight_layout()
-        path = out_dir / f"{bound.dimension}-{bound.column}.png"
+        path = out_dir / f"{label}-{bound.column}.png"
         figure.savefig(path, dpi=80)
         plt.close(figure)
         paths.append(path)

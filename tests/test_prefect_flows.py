@@ -153,9 +153,10 @@ def test_deployment_parameter_schema_is_what_the_ui_needs(prefect_server):
             return {name: (await client.read_deployment_by_name(name)).parameter_openapi_schema for name in ("refilter/refilter", "dataset-refresh/dataset-refresh")}
 
     refilter_schema, refresh_schema = asyncio.run(schemas()).values()
-    assert set(refilter_schema["required"]) == {"data_dir", "name"}
+    assert set(refilter_schema["required"]) == {"data_dir"}  # a run with the form's defaults names the view by digest
     props = refilter_schema["properties"]
     assert props["data_dir"]["type"] == "string" and props["profile"]["default"] == "strict"
+    assert {"type": "string"} in props["profile_file"]["anyOf"] and {"type": "string"} in props["alias"]["anyOf"]
     enum = refilter_schema["definitions"]["ProfileName"]["enum"]
     assert enum == ["strict", "lenient"]
     assert set(refresh_schema["required"]) == {"manifest", "data_dir"}
@@ -195,7 +196,9 @@ def test_dataset_refresh_twice_adds_nothing_the_second_time_and_records_a_corrup
     assert [r["reject_reason"] for r in ledger if r["status"] == "rejected"] == ["unreadable"]
     lineage = json.loads(next((data / "shards" / "v1").glob("*.lineage.json")).read_text())
     assert lineage["flow_run_id"] == str(first.id)
-    assert {"dataset-refresh-added", "split-test"} <= asyncio.run(_artifact_keys(first.id))
+    assert {"dataset-refresh-added", "split-test", "view-aliases"} <= asyncio.run(_artifact_keys(first.id))
+    aliases = {p.stem: json.loads(p.read_text())["view"] for p in (data / "views" / "aliases").glob("*.json")}
+    assert aliases == {p.stem.split("-")[0]: p.stem for p in (data / "views").glob("[sl]*-*.json")}  # strict → strict-<digest>
     shard_key = asset_key(data / "shards" / "v1" / shards[0])
     upstream_of_views = set()
     for view_file in (data / "views").glob("*.json"):  # each view ← the shards it reads
@@ -290,7 +293,38 @@ def test_train_teacher_deployment_trains_and_publishes_the_loss_curve_and_the_ch
     assert meta["kind"] == "teacher" and meta["step"] == 2 and meta["view"] == "strict"
     assert meta["config"]["train"]["num_frames"] == 2
     assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
-    assert {"teacher-teacher-loss-curve", "teacher-teacher-metrics"} <= asyncio.run(_artifact_keys(run.id))
+    assert {"teacher-loss-curve", "teacher-metrics"} <= asyncio.run(_artifact_keys(run.id))
     event = asyncio.run(_asset_events(asset_key(out / "final")))[0]  # checkpoint ← view
     assert asset_key(data / "views" / "strict.json") in {r["prefect.resource.id"] for r in event["related"]}
     assert event["payload"]["step"] == 2
+
+
+def test_refilter_user_errors_fail_at_once_without_retries(prefect_server, tmp_path):
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    _deploy("flows/prefect_flows.py:refilter_flow", "refilter")
+    run = asyncio.run(_run_and_wait("refilter/refilter", {"data_dir": str(tmp_path / "no-catalog-here")}))
+    assert run.state.is_failed(), run.state
+
+    async def task_runs():
+        async with get_client() as client:
+            return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+
+    refilter_runs = [t for t in asyncio.run(task_runs()) if t.name.startswith("refilter-")]
+    assert len(refilter_runs) == 1 and refilter_runs[0].run_count == 1  # ViewError: no "Retry 1/2"
+
+
+def test_deployment_defaults_point_at_what_make_demo_writes():
+    import yaml
+
+    from flows.cli import DEMO_LAYOUT
+
+    demo = {name: f"demo-data/{relative}" for name, relative in DEMO_LAYOUT.items()}
+    parameters = {d["name"]: d.get("parameters", {}) for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    assert parameters["dataset-refresh"]["manifest"] == demo["manifest"]
+    for name in ("dataset-refresh", "refilter", "train-teacher", "distill-student", "evaluate"):
+        assert parameters[name]["data_dir"] == demo["data"], name
+    assert parameters["distill-student"]["teacher"] == demo["teacher"]
+    assert parameters["generate"]["ckpt"] == demo["teacher"] and parameters["evaluate"]["runs"][0]["ckpt"] == demo["teacher"]
+    assert (parameters["generate"]["image"], parameters["generate"]["audio"]) == (demo["portrait"], demo["speech"])

@@ -203,8 +203,8 @@ def test_distill_flow_calls_the_library_like_the_cli_and_caches(prefect_api, tmp
                       "device": None, "progress": False}
     assert Path(result["loss_curve"]).is_file()
     keys = asyncio.run(_artifacts(state.state_details.flow_run_id))
-    assert {"student-student-loss-curve", "student-student-metrics"} <= set(keys)
-    metrics = {row["metric"] for row in json.loads(keys["student-student-metrics"].data)}
+    assert {"student-loss-curve", "student-metrics"} <= set(keys)
+    metrics = {row["metric"] for row in json.loads(keys["student-metrics"].data)}
     assert {"last l_distill", "last l_gt", "last r_mean", "last w_mean", "final_loss", "checkpoint"} <= metrics
 
     training_flows.distill_student_flow(**params)  # the same inputs: cached, the library is not called again
