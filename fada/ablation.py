@@ -43,6 +43,8 @@ import torch
 
 SAMPLES_PER_FRAME = 640
 MODES = ("fast", "balanced")
+NOT_RUN = {"nfe": None, "sync_reasons": [], "mse": None, "psnr": None, "sync_c": None, "sync_d": None,
+           "sync_scored": "0/0", "sync_reason": "not run: a CFG-distilled student runs in fast mode only"}
 TEACHER_STEPS, STUDENT_STEPS = 120, 10  # the CPU defaults; a GPU run passes more
 
 
@@ -265,7 +267,7 @@ def run_ablation(out_dir: str | os.PathLike, *, data_dir: str | os.PathLike | No
     on a CPU: on shared cores, parallel regions wait on busy cores and a step took ~10× longer with 2).
     """
     from fada.distill import distill_student
-    from fada.pipeline import FadaPipeline
+    from fada.pipeline import FadaPipeline, student_modes
     from fada.train_teacher import train_teacher
     from fada.training import read_log
 
@@ -329,7 +331,11 @@ def run_ablation(out_dir: str | os.PathLike, *, data_dir: str | os.PathLike | No
             run = trained[variant.key]
             if variant.key not in scored:
                 scored[variant.key] = {}
+                runnable = student_modes(variant.settings["cfg_variant"])
                 for mode in MODES:
+                    if mode not in runnable:  # balanced would run states a CFG-distilled student never learnt
+                        scored[variant.key][mode] = NOT_RUN
+                        continue
                     pipe = FadaPipeline.from_checkpoint(run["dir"], mode=mode, device=str(device))
                     scored[variant.key][mode] = evaluator(pipe)
             settings = variant.settings

@@ -15,14 +15,15 @@ end point z_e that the frozen teacher's DDIM solver reaches. Per step, for a bat
 4. the student's input on the straight line, z_t = z_s + (z_e − z_s)·(t − t_s)/(t_e − t_s);
 5. its ε-form target ε* = (z_e − λ·z_s)/η ("ddim_eps"); L_distill = ‖ε̂(z_t, t) − ε*‖²;
 6. the ground-truth branch: the same with z_e^gt = √ᾱ_e·x0 + √(1−ᾱ_e)·ε (same ε) → L_gt; the distill and GT
-   inputs go through the student as one batch of 2B;
+   inputs go through the student as one batch of 2B. Under CFG distillation the GT half gets unit scales
+   (s_a = s_r = 1, the conditional prediction), since its target is unguided noise;
 7. L = L_distill + w·L_gt per sample (`MixedSupervision`, eq. 8 as reconstructed), r and w logged;
 8. the CFG-distilled student sees (s_a, s_r) through its CFG conditioning (`cfg_conditioning`).
 
 Losses are means over the denoised frames only. AdamW, warmup, grad clipping, EMA and exact resume as in
 `fada.train_teacher`; ``OUT/final`` is the EMA student (meta kind "student", the teacher it came from, the
-view it read and this configuration under ``config.train``), which `FadaPipeline` loads in the fast and
-balanced modes.
+view it read and this configuration under ``config.train``), which `FadaPipeline` loads in fast mode, and in
+balanced mode when it was distilled without CFG conditioning (`fada.pipeline.student_modes`).
 """
 
 from __future__ import annotations
@@ -184,8 +185,11 @@ class DistillObjective(nn.Module):
         bank = student.encode_reference(reference * keep_reference[:, None, None, None])
         tokens = student.encode_audio(audio, x0.shape[1]) * keep_audio[:, None, None, None]
         bank = {k: v.repeat(2, 1, 1) for k, v in bank.items()}
-        cfg_scales = (s_a.repeat(2), s_r.repeat(2)) if scales is not None else None
-        timesteps = schedule.timestep_index(t).repeat(2)
+        # Under CFG distillation the GT branch gets unit scales (s_a = s_r = 1: e = T_ra, the conditional
+        # prediction): its target ε is unguided, so r = L_gt/L_distill then compares like with like (DESIGN step 7).
+        ones = torch.ones_like(s_a)
+        cfg_scales = (torch.cat([s_a, ones]), torch.cat([s_r, ones])) if scales is not None else None
+        timesteps = schedule.model_timestep(t).repeat(2)  # N·t, as PeRFlow feeds its student (and its scheduler steps)
         student_in = torch.cat([motion.repeat(2, 1, 1, 1, 1), inputs.to(motion.dtype)], 1)
         prediction = student(student_in, timesteps, tokens.repeat(2, 1, 1, 1), bank, cfg_scales=cfg_scales)[:, m:]
         per_sample = (prediction.float() - targets).pow(2).flatten(1).mean(1)  # denoised frames only

@@ -448,14 +448,11 @@ def safe_name(text: str) -> str:
 def checkpoint_info(ckpt: str | os.PathLike, mode: str) -> dict:
     """Resolved path and lineage of a run's checkpoint; ValueError when ``mode`` does not fit it."""
     from fada.checkpoint import META_FILE, resolve_checkpoint
-    from fada.pipeline import MODES
+    from fada.pipeline import check_mode
 
-    if mode not in MODES:
-        raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
     directory = resolve_checkpoint(ckpt)
     meta = json.loads((directory / META_FILE).read_text())
-    if mode != "teacher" and meta.get("kind") != "student":
-        raise ValueError(f"{ckpt} holds a {meta.get('kind')}; modes balanced/fast need a distilled student")
+    check_mode(meta, mode, ckpt)
     base = directory.parent.name if directory.name == "final" else directory.name
     return {
         "checkpoint": str(directory.resolve()),

@@ -2,7 +2,9 @@
 
 Time t ∈ [0, 1] runs from clean data (t = 0) to pure noise (t = 1). A continuous t maps to the discrete
 training index ⌊N·t⌋ − 1 (N = 1000 training steps), as in PeRFlow's public implementation, so t = 1 is
-index 999 and t = 0.75 is index 749. t = 0 itself is clean data: ᾱ = 1 there.
+index 999 and t = 0.75 is index 749. At t = 0 itself ᾱ is the "final" ᾱ of diffusers' DDIM: ᾱ of the first
+training step (``set_alpha_to_one=False``, SD1.5's scheduler setting, which PeRFlow's teacher solver and
+scheduler both use) or exactly 1 (``set_alpha_to_one=True``).
 
 The ᾱ table is computed exactly as diffusers' `DDPMScheduler` does (float32 betas, float32 cumulative
 product), then stored as float64, so the teacher sees the very values it was trained with.
@@ -36,6 +38,7 @@ class NoiseSchedule:
         beta_start: float = 0.00085,
         beta_end: float = 0.012,
         beta_schedule: str = "scaled_linear",
+        set_alpha_to_one: bool = False,
     ):
         if beta_schedule == "linear":
             betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
@@ -45,6 +48,7 @@ class NoiseSchedule:
             raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
         self.num_train_timesteps = num_train_timesteps
         self.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0).to(torch.float64)
+        self.final_alpha_cumprod = 1.0 if set_alpha_to_one else float(self.alphas_cumprod[0])
 
     def timestep_index(self, t: torch.Tensor) -> torch.LongTensor:
         """Continuous t → training index ⌊N·t⌋ − 1, clamped to [0, N − 1]."""
@@ -52,9 +56,15 @@ class NoiseSchedule:
         return index.clamp(0, self.num_train_timesteps - 1)
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
-        """ᾱ at continuous t (float32, shape of t); exactly 1 at t = 0."""
+        """ᾱ at continuous t (float32, shape of t); the final ᾱ at t = 0."""
         table = self.alphas_cumprod.to(device=t.device, dtype=torch.float32)
-        return torch.where(t == 0, torch.ones((), dtype=torch.float32, device=t.device), table[self.timestep_index(t)])
+        final = torch.tensor(self.final_alpha_cumprod, dtype=torch.float32, device=t.device)
+        return torch.where(t == 0, final, table[self.timestep_index(t)])
+
+    def model_timestep(self, t: torch.Tensor) -> torch.Tensor:
+        """The timestep a PeRFlow student sees at continuous t: N·t as a float (1000 at pure noise), as PeRFlow's
+        training feeds its UNet and its scheduler's integer timesteps ⌊N·t⌋ reproduce at inference."""
+        return t.to(torch.float32) * self.num_train_timesteps
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward process z_t = √ᾱ·x0 + √(1−ᾱ)·ε with one t per sample (t of shape (B,))."""

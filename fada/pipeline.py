@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +29,28 @@ MODE_DEFAULTS = {
     "balanced": {"num_inference_steps": 6, "passes": 3, "guidance_reference": 2.5, "guidance_audio": 6.5},
     "fast": {"num_inference_steps": 6, "passes": 1, "guidance_reference": 2.0, "guidance_audio": 6.5},
 }
+
+
+def student_modes(cfg_variant: str) -> tuple[str, ...]:
+    """The modes a student runs in: fast always; balanced (three passes combined with eq. 9) only when it was
+    distilled without CFG conditioning. A CFG-distilled student learnt the guided teacher with both conditions
+    present and the scales in its CFG layers (DESIGN.md §3 step 8); it never saw a dropped condition, so the
+    ε(r,∅) and ε(∅,∅) passes of balanced mode would run states it was never trained in."""
+    return ("fast", "balanced") if cfg_variant == "none" else ("fast",)
+
+
+def check_mode(meta: dict, mode: str, path) -> None:
+    """ValueError (naming the checkpoint and what to do) when ``mode`` cannot run the checkpoint ``meta`` describes."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "teacher":
+        return
+    if meta.get("kind") != "student":
+        raise ValueError(f"{path} holds a {meta.get('kind')}; modes balanced/fast need a distilled student")
+    cfg_variant = meta.get("config", {}).get("model", {}).get("cfg_variant", "none")
+    if mode not in student_modes(cfg_variant):
+        raise ValueError(f"{path} was distilled with CFG conditioning ({cfg_variant}): it runs in fast mode, with the "
+                         "guidance scales in its CFG layers; balanced mode needs a student distilled with --cfg none")
 
 
 def make_scheduler(mode: str):
@@ -100,12 +121,7 @@ class FadaPipeline:
             if codec.kind != "vae":
                 raise ValueError("--tiny-decoder applies to VAE checkpoints; this one works on pixels")
             codec.tiny_decoder = load_tiny_decoder(tiny_decoder).to(device=device, dtype=dtype).eval()
-        if mode != "teacher" and meta.get("kind") != "student":
-            raise ValueError(f"{path} holds a {meta.get('kind')}; modes balanced/fast need a distilled student")
-        if mode == "balanced" and model.cfg is not None:
-            warnings.warn(f"{path} was distilled with CFG conditioning ({model.config.cfg_variant}); balanced mode runs "
-                          "it without scales, as students distilled with --cfg none are run; use --mode fast for it",
-                          stacklevel=2)
+        check_mode(meta, mode, path)
         clip_frames = kwargs.pop("clip_frames", None) or meta.get("config", {}).get("train", {}).get("num_frames", 16)
         return cls(model, codec, mode, clip_frames=clip_frames, **kwargs)
 

@@ -41,10 +41,13 @@ def test_run_ablation_writes_one_row_per_variant(tmp_path):
                         table_path=doc, progress=False, device="cpu")
     assert [row["variant"] for row in rows] == EXPECTED
     for row in rows:
-        assert row["nfe_fast"] == 6 and row["nfe_balanced"] == 18
-        assert row["mse_fast"] >= 0 and row["mse_balanced"] >= 0
-        for mode in ("fast", "balanced"):  # a number or NaN with the scorer's reason
-            assert not math.isnan(row[f"sync_c_{mode}"]) or row[f"sync_reason_{mode}"]
+        assert row["nfe_fast"] == 6 and row["mse_fast"] >= 0
+        assert not math.isnan(row["sync_c_fast"]) or row["sync_reason_fast"]  # a number or NaN with the scorer's reason
+        if row["cfg_variant"] == "none":  # balanced: three passes with eq. 9
+            assert row["nfe_balanced"] == 18 and row["mse_balanced"] >= 0
+            assert not math.isnan(row["sync_c_balanced"]) or row["sync_reason_balanced"]
+        else:  # a CFG-distilled student is not run in balanced mode
+            assert row["nfe_balanced"] is None and "fast mode only" in row["sync_reason_balanced"]
     assert rows[EXPECTED.index("perflow")]["w_mean"] == 0
     assert rows[EXPECTED.index("fixed-1.0")]["w_mean"] == 1.0
     assert rows[EXPECTED.index("cfg-layer-tokens")]["trained_as"] == "adaptive-0.25"
@@ -56,5 +59,6 @@ def test_run_ablation_writes_one_row_per_variant(tmp_path):
     table = [line for line in text.splitlines() if line.startswith("| ")][2:]  # header and rule dropped
     assert len(table) == 1 + len(EXPECTED)  # the teacher, then one row per variant
     assert "| 75 |" in table[0]
-    assert all("| 6 |" in line and "| 18 |" in line for line in table[1:])
+    assert all("| 6 |" in line for line in table[1:])
+    assert any("| 18 |" in line for line in table[1:]) and any("| — |" in line for line in table[1:])
     assert "Wall time" in text and "load average" in text

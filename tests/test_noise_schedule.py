@@ -45,7 +45,8 @@ def test_alpha_bar_lookup_and_clean_end():
     assert alpha_bar.dtype == torch.float32 and alpha_bar.shape == (2, 2)
     table = schedule.alphas_cumprod.float()
     assert alpha_bar[0, 0] == table[999] and alpha_bar[0, 1] == table[499]
-    assert alpha_bar[1, 0] == 1.0  # t = 0 is clean data
+    assert alpha_bar[1, 0] == table[0]  # t = 0: the final ᾱ, ᾱ[0] with set_alpha_to_one=False (SD1.5, PeRFlow)
+    assert NoiseSchedule(set_alpha_to_one=True).alpha_bar(torch.zeros(1)).item() == 1.0
     assert alpha_bar[1, 1] == table[0]  # just above 0: first training step
 
 
@@ -56,10 +57,11 @@ def test_add_noise_per_sample(shape):
     x0, eps = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
     t = torch.tensor([1.0, 0.5, 0.0])
     z = schedule.add_noise(x0, eps, t)
-    for i, index in enumerate([999, 499]):
+    for i, index in enumerate([999, 499, 0]):  # t = 0: the final ᾱ, ᾱ[0]
         a = schedule.alphas_cumprod[index].float()
         torch.testing.assert_close(z[i], a.sqrt() * x0[i] + (1 - a).sqrt() * eps[i])
-    torch.testing.assert_close(z[2], x0[2])
+    clean = NoiseSchedule(set_alpha_to_one=True).add_noise(x0, eps, t)
+    torch.testing.assert_close(clean[2], x0[2])
 
 
 def test_per_sample_broadcast():

@@ -50,12 +50,12 @@ def test_sample_t_in_half_open_unit_interval():
 
 @pytest.mark.parametrize("num_steps", [1, 5])
 def test_ddim_solve_matches_diffusers_ddim_per_window(num_steps):
-    """Window i in n sub-steps = diffusers DDIM ("trailing", ᾱ_prev = 1 at the end) with 4·n steps, run over
-    that window's slice of its timesteps [999, 999 − 1000/(4n), …]."""
+    """Window i in n sub-steps = diffusers DDIM ("trailing", final ᾱ_prev = ᾱ[0] as SD1.5 sets it) with 4·n
+    steps, run over that window's slice of its timesteps [999, 999 − 1000/(4n), …] (1000/(4n) whole)."""
     num_windows = 4
     ref = DDIMScheduler(
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-        set_alpha_to_one=True, timestep_spacing="trailing", steps_offset=0, prediction_type="epsilon",
+        set_alpha_to_one=False, timestep_spacing="trailing", steps_offset=0, prediction_type="epsilon",
     )  # fmt: skip
     ref.set_timesteps(num_windows * num_steps)
     gen = torch.Generator().manual_seed(0)
@@ -83,7 +83,7 @@ def test_ddim_solve_matches_diffusers_ddim_per_window(num_steps):
 def test_ddim_solve_full_range_matches_diffusers():
     ref = DDIMScheduler(
         beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-        set_alpha_to_one=True, timestep_spacing="trailing",
+        set_alpha_to_one=False, timestep_spacing="trailing",
     )  # fmt: skip
     ref.set_timesteps(10)
     assert ref.timesteps.tolist() == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
@@ -126,7 +126,8 @@ def test_straight_teacher_gives_exact_targets(shape):
     z_e = ddim_solve(true_eps_fn(x0), z_s, t_s, t_e, 8, SCHEDULE)
     z_gt = gt_window_end(x0, eps, alpha_e)
     torch.testing.assert_close(z_e, z_gt, atol=1e-5, rtol=0)
-    torch.testing.assert_close(z_gt[3], x0[3])  # last window ends on the data (ᾱ = 1 at t = 0)
+    final = SCHEDULE.final_alpha_cumprod  # last window ends at the final ᾱ (ᾱ[0], SD1.5's set_alpha_to_one=False)
+    torch.testing.assert_close(z_gt[3], final**0.5 * x0[3] + (1 - final) ** 0.5 * eps[3])
 
     target = eps_target(z_s, z_e, alpha_s, alpha_e)
     torch.testing.assert_close(target, eps, atol=1e-4, rtol=0)
