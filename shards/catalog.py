@@ -3,6 +3,13 @@ re-filter reads. Column names are a public contract (DESIGN.md §2).
 
 Each ingest run appends one part file (``catalog/part-%06d.parquet``), written under a temporary name and
 renamed; old parts are never rewritten. ``rebuild_catalog`` recreates it from the shards' JSON members.
+
+A rescore (``shards.rescore``) appends a *column part* ``part-%06d-rescore-<scorer>.parquet``: only ``key``
+and that scorer's columns, with the scorer, its version and the run id in the parquet metadata
+(``fada.part``). Parts share one sequence, so the index orders them: a read takes each column of a key from
+the newest part that carries the column and the key (``read_catalog``; a key missing from a column part
+keeps its older value). Old parts stay for audit and for the views made from them (``files=``: the parts
+of a view's catalog snapshot).
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -77,29 +86,122 @@ def rows_to_table(records: list[dict], shard_of_key: dict[str, str]) -> pa.Table
     return pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA)
 
 
+def _next_part(folder: Path, suffix: str = "") -> Path:
+    existing = sorted(folder.glob("part-*.parquet"))
+    index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+    return folder / f"part-{index:06d}{suffix}.parquet"
+
+
 def append_part(data_dir: str | os.PathLike, table: pa.Table) -> Path | None:
     """Write ``table`` as the next part file; returns its path (None for an empty table)."""
     if table.num_rows == 0:
         return None
     folder = catalog_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    existing = sorted(folder.glob("part-*.parquet"))
-    index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-    final = folder / f"part-{index:06d}.parquet"
+    final = _next_part(folder)
     with atomic_path(final) as tmp:
         pq.write_table(table.sort_by("key"), tmp, compression="zstd")
     return final
+
+
+COLUMN_PART_META = b"fada.part"
+
+
+def append_column_part(data_dir: str | os.PathLike, table: pa.Table, scorer: str, meta: dict) -> Path:
+    """Write a rescore part: ``key`` plus some catalog columns (types of ``CATALOG_SCHEMA``), newest from now on.
+
+    ``meta`` (scorer version, run id …) is stored with the part's column list in the parquet metadata."""
+    columns = [name for name in table.column_names if name != "key"]
+    unknown = sorted(set(columns) - set(CATALOG_COLUMNS))
+    if "key" not in table.column_names or unknown or not columns:
+        raise ValueError(f"a column part needs 'key' and catalog columns; got {table.column_names}")
+    if not all(c.isalnum() or c == "_" for c in scorer):
+        raise ValueError(f"scorer name {scorer!r}: letters, digits and '_' only")
+    schema = pa.schema([CATALOG_SCHEMA.field("key"), *(CATALOG_SCHEMA.field(c) for c in columns)])
+    doc = {"kind": "rescore", "scorer": scorer, "columns": columns, **meta}
+    table = table.select(schema.names).cast(schema).replace_schema_metadata({COLUMN_PART_META: json.dumps(doc, sort_keys=True).encode()})
+    folder = catalog_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = _next_part(folder, f"-rescore-{scorer}")
+    with atomic_path(final) as tmp:
+        pq.write_table(table.sort_by("key"), tmp, compression="zstd")
+    return final
+
+
+def is_column_part(path: str | os.PathLike) -> bool:
+    return "-rescore-" in Path(path).name
+
+
+def column_part_info(path: str | os.PathLike) -> dict:
+    """The ``fada.part`` metadata of a column part (scorer, version, run id, columns); reads the footer only."""
+    return json.loads(pq.read_schema(path).metadata[COLUMN_PART_META])
 
 
 def catalog_files(data_dir: str | os.PathLike) -> list[Path]:
     return sorted(catalog_dir(data_dir).glob("part-*.parquet"))
 
 
-def read_catalog(data_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    files = catalog_files(data_dir)
-    if not files:
-        return CATALOG_SCHEMA.empty_table() if columns is None else CATALOG_SCHEMA.empty_table().select(columns)
-    return pads.dataset([str(f) for f in files], schema=CATALOG_SCHEMA, format="parquet").to_table(columns=columns)
+def _split_parts(data_dir: str | os.PathLike, files: list[Path] | None) -> tuple[list[Path], list[Path]]:
+    """(row parts, column parts oldest first) of ``files`` (default: every part of the catalog)."""
+    files = catalog_files(data_dir) if files is None else sorted(Path(f) for f in files)
+    return [f for f in files if not is_column_part(f)], [f for f in files if is_column_part(f)]
+
+
+def _overlays(column_parts: list[Path], wanted: list[str]) -> list[tuple[Path, list[str]]]:
+    """The column parts that carry any of ``wanted``, with those columns, oldest first."""
+    out = []
+    for path in column_parts:
+        carried = [c for c in column_part_info(path)["columns"] if c in wanted]
+        if carried:
+            out.append((path, carried))
+    return out
+
+
+def _empty(columns: list[str] | None) -> pa.Table:
+    return CATALOG_SCHEMA.empty_table() if columns is None else CATALOG_SCHEMA.empty_table().select(columns)
+
+
+def read_catalog(data_dir: str | os.PathLike, columns: list[str] | None = None, files: list[Path] | None = None) -> pa.Table:
+    """The catalog (one row per key) with the newest value of each column; ``files``: read only these parts
+    (e.g. a view's snapshot), else all. A column part's value replaces the older one for the keys it holds;
+    the lookup is one hash of the part's keys, probed with the catalog's keys."""
+    rows, column_parts = _split_parts(data_dir, files)
+    if not rows:
+        return _empty(columns)
+    wanted = list(CATALOG_COLUMNS) if columns is None else list(columns)
+    overlays = _overlays(column_parts, wanted)
+    read = wanted if not overlays or "key" in wanted else ["key", *wanted]
+    table = pads.dataset([str(f) for f in rows], schema=CATALOG_SCHEMA, format="parquet").to_table(columns=read)
+    for path, carried in overlays:
+        table = _apply_column_part(table, pq.read_table(path, columns=["key", *carried]), carried)
+    return table.select(wanted)
+
+
+def _apply_column_part(table: pa.Table, part: pa.Table, carried: list[str]) -> pa.Table:
+    position = pc.index_in(table.column("key"), value_set=part.column("key").combine_chunks())
+    found = pc.is_valid(position)
+    for name in carried:
+        newer = pc.take(part.column(name).cast(CATALOG_SCHEMA.field(name).type), position)
+        table = table.set_column(table.column_names.index(name), name, pc.if_else(found, newer, table.column(name)))
+    return table
+
+
+def iter_catalog(data_dir: str | os.PathLike, columns: list[str], files: list[Path] | None = None,
+                 batch_rows: int = 1 << 18) -> Iterator[pa.Table]:
+    """The rows of ``read_catalog(data_dir, columns, files)`` in batches, without holding the whole catalog.
+
+    Row parts are streamed row group by row group (only ``columns`` decoded); when a column part carries one of
+    ``columns`` the merged table is read whole (see ``read_catalog``) and then cut into batches."""
+    rows, column_parts = _split_parts(data_dir, files)
+    if not rows:
+        return
+    if _overlays(column_parts, list(columns)):
+        yield from (pa.Table.from_batches([b]) for b in read_catalog(data_dir, columns, files).to_batches(batch_rows))
+        return
+    dataset = pads.dataset([str(f) for f in rows], schema=CATALOG_SCHEMA, format="parquet")
+    for batch in dataset.to_batches(columns=list(columns), batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
 
 
 def records_from_shards(data_dir: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:
