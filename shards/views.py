@@ -6,6 +6,11 @@ per source tag and per rejection reason. The same thresholds over the same catal
 (re-running is a no-op); a name already taken by other thresholds or another catalog snapshot is an error.
 Selection is vectorised and agrees row for row with ``Profile.decide``. A training view can leave out the
 sources of a held-out test split (``exclude_split``; ``shards.splits``).
+
+At scale (10M rows) the catalog parts of the snapshot are read batch by batch, only the columns the profile,
+the summary and the view need; each batch contributes its kept (shard, key) rows and summary counts, and the
+view's JSON is written from the Arrow key buffer (``write_view``). ``dry_run`` does the same selection and
+writes score histograms instead of a view.
 """
 
 from __future__ import annotations
