@@ -9,7 +9,7 @@ and that scorer's columns, with the scorer, its version and the run id in the pa
 (``fada.part``). Parts share one sequence, so the index orders them: a read takes each column of a key from
 the newest part that carries the column and the key (``read_catalog``; a key missing from a column part
 keeps its older value). Old parts stay for audit and for the views made from them (``files=``: the parts
-of a view's catalog snapshot).
+of a view's catalog snapshot). Every part is sorted by key, which makes that merge a streaming one.
 """
 
 from __future__ import annotations
@@ -163,45 +163,71 @@ def _empty(columns: list[str] | None) -> pa.Table:
 
 def read_catalog(data_dir: str | os.PathLike, columns: list[str] | None = None, files: list[Path] | None = None) -> pa.Table:
     """The catalog (one row per key) with the newest value of each column; ``files``: read only these parts
-    (e.g. a view's snapshot), else all. A column part's value replaces the older one for the keys it holds;
-    the lookup is one hash of the part's keys, probed with the catalog's keys."""
-    rows, column_parts = _split_parts(data_dir, files)
-    if not rows:
-        return _empty(columns)
+    (e.g. a view's snapshot), else all. See ``iter_catalog``."""
     wanted = list(CATALOG_COLUMNS) if columns is None else list(columns)
-    overlays = _overlays(column_parts, wanted)
-    read = wanted if not overlays or "key" in wanted else ["key", *wanted]
-    table = pads.dataset([str(f) for f in rows], schema=CATALOG_SCHEMA, format="parquet").to_table(columns=read)
-    for path, carried in overlays:
-        table = _apply_column_part(table, pq.read_table(path, columns=["key", *carried]), carried)
-    return table.select(wanted)
-
-
-def _apply_column_part(table: pa.Table, part: pa.Table, carried: list[str]) -> pa.Table:
-    position = pc.index_in(table.column("key"), value_set=part.column("key").combine_chunks())
-    found = pc.is_valid(position)
-    for name in carried:
-        newer = pc.take(part.column(name).cast(CATALOG_SCHEMA.field(name).type), position)
-        table = table.set_column(table.column_names.index(name), name, pc.if_else(found, newer, table.column(name)))
-    return table
+    batches = list(iter_catalog(data_dir, wanted, files))
+    return pa.concat_tables(batches) if batches else _empty(wanted)
 
 
 def iter_catalog(data_dir: str | os.PathLike, columns: list[str], files: list[Path] | None = None,
-                 batch_rows: int = 1 << 18) -> Iterator[pa.Table]:
-    """The rows of ``read_catalog(data_dir, columns, files)`` in batches, without holding the whole catalog.
+                 batch_rows: int = 1 << 18, dictionary: tuple[str, ...] = ()) -> Iterator[pa.Table]:
+    """The catalog's rows in batches (only ``columns`` decoded), without holding the whole catalog.
 
-    Row parts are streamed row group by row group (only ``columns`` decoded); when a column part carries one of
-    ``columns`` the merged table is read whole (see ``read_catalog``) and then cut into batches."""
+    Row parts are streamed batch by batch. For each column part carrying one of ``columns`` (oldest first),
+    its key and those columns are held in memory; parts are sorted by key, so the part's rows for a batch lie
+    between the batch's smallest and largest key (found by bisection) and only that slice is hashed to look up
+    the batch's keys: a merge in linear time. A key the column part lacks keeps its older value.
+    ``dictionary``: string columns to keep dictionary-encoded as parquet stores them (status, tags, shard
+    paths: a few distinct values), which saves materialising a string per row; a column a column part
+    carries comes back plain."""
     rows, column_parts = _split_parts(data_dir, files)
     if not rows:
         return
-    if _overlays(column_parts, list(columns)):
-        yield from (pa.Table.from_batches([b]) for b in read_catalog(data_dir, columns, files).to_batches(batch_rows))
-        return
-    dataset = pads.dataset([str(f) for f in rows], schema=CATALOG_SCHEMA, format="parquet")
-    for batch in dataset.to_batches(columns=list(columns), batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
-        if batch.num_rows:
-            yield pa.Table.from_batches([batch])
+    columns = list(columns)
+    overlays = [(pq.read_table(path, columns=["key", *carried]).combine_chunks(), carried) for path, carried in _overlays(column_parts, columns)]
+    read = columns if not overlays or "key" in columns else ["key", *columns]
+    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in CATALOG_SCHEMA])
+    parquet = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns=set(dictionary)))
+    dataset = pads.dataset([str(f) for f in rows], schema=schema, format=parquet)
+    for batch in dataset.to_batches(columns=read, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
+        if not batch.num_rows:
+            continue
+        table = pa.Table.from_batches([batch])
+        for part, carried in overlays:
+            table = _apply_column_part(table, part, carried)
+        yield table.select(columns)
+
+
+def _bisect(keys: pa.Array, value: str, right: bool) -> int:
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        probe = keys[mid].as_py()
+        if probe < value or (right and probe == value):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _apply_column_part(table: pa.Table, part: pa.Table, carried: list[str]) -> pa.Table:
+    """``table`` with ``carried`` columns replaced by ``part``'s values where ``part`` (sorted by key, one chunk)
+    has the key."""
+    bounds = pc.min_max(table.column("key")).as_py()
+    if bounds["min"] is None:
+        return table
+    part_keys = part.column("key").chunk(0) if part.num_rows else pa.array([], pa.string())
+    first, last = _bisect(part_keys, bounds["min"], False), _bisect(part_keys, bounds["max"], True)
+    if first == last:
+        return table
+    window = part.slice(first, last - first)
+    position = pc.index_in(table.column("key"), value_set=window.column("key").combine_chunks())
+    found = pc.is_valid(position)
+    for name in carried:
+        newer = pc.take(window.column(name).cast(CATALOG_SCHEMA.field(name).type), position)
+        older = table.column(name).cast(CATALOG_SCHEMA.field(name).type)  # plain, if read dictionary-encoded
+        table = table.set_column(table.column_names.index(name), name, pc.if_else(found, newer, older))
+    return table
 
 
 def records_from_shards(data_dir: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:

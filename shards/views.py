@@ -93,7 +93,7 @@ def _decide(profile: Profile, table: pa.Table) -> tuple[np.ndarray, pa.Array, di
     keep = status_ok & (first_failed == 0)
     labels = pa.array([None] + [f"profile:{d}" for d in failures], pa.string())
     profile_reason = pc.take(labels, pa.array(first_failed.astype(np.int32)))
-    reasons = pc.if_else(pa.array(status_ok), profile_reason, table.column("reject_reason").combine_chunks())
+    reasons = pc.if_else(pa.array(status_ok), profile_reason, table.column("reject_reason").combine_chunks().cast(pa.string()))
     return keep, reasons, failures
 
 
@@ -107,11 +107,23 @@ def profile_columns(profile: Profile) -> list[str]:
 
 
 def catalog_snapshot(data_dir: str | os.PathLike) -> dict:
-    files = []
+    """The catalog's parts with size and sha256, and one digest of them all.
+
+    Parts are immutable, so a part's sha256 is computed once and remembered in ``catalog/.sha256.json``
+    (keyed by name, size and mtime; any change means hashing again): a 10M-row catalog is ~0.8 GB to hash."""
+    known_path = catalog_dir(data_dir) / ".sha256.json"
+    known = read_json(known_path) if known_path.exists() else {}
+    files, changed = [], False
     for path in catalog_files(data_dir):
-        with open(path, "rb") as fh:
-            digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        files.append({"file": path.name, "size": path.stat().st_size, "sha256": digest})
+        stat = path.stat()
+        entry = known.get(path.name)
+        if entry is None or (entry["size"], entry["mtime_ns"]) != (stat.st_size, stat.st_mtime_ns):
+            with open(path, "rb") as fh:
+                entry = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+            known[path.name], changed = entry, True
+        files.append({"file": path.name, "size": stat.st_size, "sha256": entry["sha256"]})
+    if changed:
+        atomic_write_json(known_path, known)
     return {"files": files, "digest": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()}
 
 
@@ -124,7 +136,8 @@ def _summary_parts(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> pa.T
     """Clips and hours per (source tag, kept, reason): what ``_summary`` needs, summable over batches."""
     hours = pc.divide(pc.cast(table.column("n_frames"), pa.float64()), pc.multiply(pc.cast(table.column("fps"), pa.float64()), 3600.0))
     facts = pa.table({"tag": pc.fill_null(table.column("source_tag"), "(none)"), "kept": pa.array(keep), "reason": reasons, "hours": hours})
-    return facts.group_by(["tag", "kept", "reason"]).aggregate([("hours", "count", pc.CountOptions(mode="all")), ("hours", "sum")])
+    parts = facts.group_by(["tag", "kept", "reason"]).aggregate([("hours", "count", pc.CountOptions(mode="all")), ("hours", "sum")])
+    return parts.set_column(parts.column_names.index("tag"), "tag", parts.column("tag").cast(pa.string()))
 
 
 def _summary_from_parts(parts: pa.Table) -> dict:
@@ -188,6 +201,9 @@ def kept_keys(view: dict) -> pa.Array:
     return shards.keys_array() if isinstance(shards, KeysByShard) else pa.array([k for keys in shards.values() for k in keys or []], pa.string())
 
 
+CATEGORICAL = ("shard", "status", "reject_reason", "source_tag", "sync_scorer")  # read dictionary-encoded
+
+
 def _view_columns(profile: Profile, exclude: bool) -> list[str]:
     return list(dict.fromkeys(["key", "shard", "source_tag", "n_frames", "fps", *profile_columns(profile), *(["source_id"] if exclude else [])]))
 
@@ -215,7 +231,7 @@ def scan_selection(data_dir: str | os.PathLike, profile: Profile, files: list[Pa
     held = None if excluded is None else _held_sources(data_dir, files, excluded)
     kept, parts = [], []
     per_dimension: dict[str, dict[str, int]] = {}
-    for batch in iter_catalog(data_dir, _view_columns(profile, excluded is not None), files, batch_rows):
+    for batch in iter_catalog(data_dir, _view_columns(profile, excluded is not None), files, batch_rows, dictionary=CATEGORICAL):
         keep, reasons, failures = _decide(profile, batch)
         if held is not None:
             dropped = keep & pc.fill_null(pc.is_in(batch.column("source_id"), value_set=held), False).to_numpy(zero_copy_only=False)
@@ -227,7 +243,8 @@ def scan_selection(data_dir: str | os.PathLike, profile: Profile, files: list[Pa
             tally["failed"] += int((failed & status_ok).sum())
             tally["passed"] += int((~failed & status_ok).sum())
         parts.append(_summary_parts(batch, keep, reasons))
-        kept.append(batch.select(["shard", "key"]).filter(pa.array(keep)))
+        kept_rows = batch.select(["shard", "key"]).filter(pa.array(keep))
+        kept.append(pa.table({"shard": kept_rows.column("shard").cast(pa.string()), "key": kept_rows.column("key")}))
     schema = pa.schema([("shard", pa.string()), ("key", pa.string())])
     kept_table = pa.concat_tables(kept) if kept else schema.empty_table()
     summary = _summary_from_parts(pa.concat_tables(parts)) if parts else {"clips": 0, "kept": 0, "kept_hours": 0.0, "per_source_tag": {}, "per_reason": {}}

@@ -209,3 +209,16 @@ def test_dry_run_prints_counts_writes_plots_and_no_view(catalog, capsys):
         {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}).failed_dimensions)
     ok = sum(1 for r in table if r["status"] == "ok")
     assert f"  {'image_quality':<22}{ok - iqa_failed:>8}{iqa_failed:>10}" in out
+
+
+def test_snapshot_remembers_part_digests_and_rehashes_a_changed_part(catalog):
+    import hashlib
+
+    first = catalog_snapshot(catalog)
+    part = catalog_files(catalog)[0]
+    assert first["files"][0]["sha256"] == hashlib.sha256(part.read_bytes()).hexdigest()
+    assert catalog_snapshot(catalog) == first  # from the remembered digests
+    part.write_bytes(part.read_bytes() + b"tampered")
+    changed = catalog_snapshot(catalog)
+    assert changed["files"][0]["sha256"] == hashlib.sha256(part.read_bytes()).hexdigest() != first["files"][0]["sha256"]
+    assert changed["digest"] != first["digest"]
