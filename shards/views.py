@@ -80,21 +80,38 @@ def dimension_failures(profile: Profile, table: pa.Table) -> dict[str, np.ndarra
 
 def select(profile: Profile, table: pa.Table) -> tuple[np.ndarray, pa.Array]:
     """(keep mask, reason per row): the ingest reject reason, or ``profile:<first failed dimension>``."""
-    return _decide(profile, table)[:2]
+    keep, reasons, _ = _decide(profile, table)
+    return keep, reasons.cast(pa.string())
 
 
-def _decide(profile: Profile, table: pa.Table) -> tuple[np.ndarray, pa.Array, dict[str, np.ndarray]]:
-    """``select`` plus the failures of each dimension (for the dry run's per-dimension counts)."""
+def _dictionary(values: pa.Array | pa.ChunkedArray) -> pa.DictionaryArray:
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    return values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+
+
+def _decide(profile: Profile, table: pa.Table) -> tuple[np.ndarray, pa.DictionaryArray, dict[str, np.ndarray]]:
+    """``select`` with the reasons dictionary-encoded (no string per row), plus the failures of each
+    dimension (for the dry run's per-dimension counts)."""
     status_ok = _equals(table, "status", "ok")
     failures = dimension_failures(profile, table)
-    first_failed = np.zeros(table.num_rows, np.int16)  # 0 = passed, else 1 + index into `failures`
+    first_failed = np.zeros(table.num_rows, np.int32)  # 0 = passed, else 1 + index into `failures`
     for index, failed in enumerate(failures.values()):
         first_failed[failed & (first_failed == 0)] = index + 1
     keep = status_ok & (first_failed == 0)
-    labels = pa.array([None] + [f"profile:{d}" for d in failures], pa.string())
-    profile_reason = pc.take(labels, pa.array(first_failed.astype(np.int32)))
-    reasons = pc.if_else(pa.array(status_ok), profile_reason, table.column("reject_reason").combine_chunks().cast(pa.string()))
+    rejected = _dictionary(table.column("reject_reason"))
+    reject_code = pc.fill_null(rejected.indices, -1).to_numpy(zero_copy_only=False)
+    labels = pa.concat_arrays([pa.array([f"profile:{d}" for d in failures], pa.string()), rejected.dictionary.cast(pa.string())])
+    codes = np.where(status_ok, first_failed - 1, len(failures) + reject_code)
+    reasons = pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32), mask=keep | (~status_ok & (reject_code < 0))), labels)
     return keep, reasons, failures
+
+
+def _with_reason(reasons: pa.DictionaryArray, rows: np.ndarray, label: str) -> pa.DictionaryArray:
+    """``reasons`` with ``label`` at ``rows``."""
+    codes = pc.fill_null(reasons.indices, -1).to_numpy(zero_copy_only=False)
+    codes = np.where(rows, len(reasons.dictionary), codes).astype(np.int32)
+    labels = pa.concat_arrays([reasons.dictionary, pa.array([label], pa.string())])
+    return pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), labels)
 
 
 def profile_columns(profile: Profile) -> list[str]:
@@ -132,40 +149,56 @@ def snapshot_files(data_dir: str | os.PathLike, snapshot: dict) -> list[Path]:
     return [catalog_dir(data_dir) / entry["file"] for entry in snapshot["files"]]
 
 
-def _summary_parts(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> pa.Table:
-    """Clips and hours per (source tag, kept, reason): what ``_summary`` needs, summable over batches."""
-    hours = pc.divide(pc.cast(table.column("n_frames"), pa.float64()), pc.multiply(pc.cast(table.column("fps"), pa.float64()), 3600.0))
-    facts = pa.table({"tag": pc.fill_null(table.column("source_tag"), "(none)"), "kept": pa.array(keep), "reason": reasons, "hours": hours})
-    parts = facts.group_by(["tag", "kept", "reason"]).aggregate([("hours", "count", pc.CountOptions(mode="all")), ("hours", "sum")])
-    return parts.set_column(parts.column_names.index("tag"), "tag", parts.column("tag").cast(pa.string()))
+class _Tally:
+    """Clips and hours per (source tag, kept, reason), added batch by batch with integer codes (no group-by
+    over strings): what a view's ``summary`` reports."""
 
+    def __init__(self):
+        self.cells: dict[tuple, list] = {}
 
-def _summary_from_parts(parts: pa.Table) -> dict:
-    totals = parts.group_by(["tag", "kept", "reason"]).aggregate([("hours_count", "sum"), ("hours_sum", "sum")]).to_pylist()
-    per_tag: dict[str, dict] = {}
-    per_reason: dict[str, dict] = {}
-    for row in totals:
-        clips, hours = row["hours_count_sum"], row["hours_sum_sum"] or 0.0
-        entry = per_tag.setdefault(row["tag"], {"kept": 0, "kept_hours": 0.0, "rejected": 0})
-        if row["kept"]:
-            entry["kept"] += clips
-            entry["kept_hours"] += hours
-        else:
-            entry["rejected"] += clips
-            reason = per_reason.setdefault(str(row["reason"]), {"clips": 0, "hours": 0.0})
-            reason["clips"] += clips
-            reason["hours"] += hours
-    return {
-        "clips": sum(row["hours_count_sum"] for row in totals),
-        "kept": sum(entry["kept"] for entry in per_tag.values()),
-        "kept_hours": sum(entry["kept_hours"] for entry in per_tag.values()),
-        "per_source_tag": per_tag,
-        "per_reason": per_reason,
-    }
+    def add(self, table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> None:
+        frames = table.column("n_frames").to_numpy(zero_copy_only=False).astype(np.float64)
+        hours = frames / (table.column("fps").to_numpy(zero_copy_only=False).astype(np.float64) * 3600.0)
+        tags, reasons = _dictionary(pc.fill_null(table.column("source_tag"), "(none)")), _dictionary(reasons)
+        n_reasons = len(reasons.dictionary) + 1  # code 0: no reason (kept)
+        tag_code = tags.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        reason_code = pc.fill_null(reasons.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
+        cells, inverse = np.unique((tag_code * n_reasons + reason_code) * 2 + keep, return_inverse=True)
+        counts, sums = np.bincount(inverse), np.bincount(inverse, weights=np.nan_to_num(hours))
+        tag_values, reason_values = tags.dictionary.to_pylist(), [None, *reasons.dictionary.to_pylist()]
+        for cell, count, total in zip(cells.tolist(), counts.tolist(), sums.tolist()):
+            rest, kept = divmod(cell, 2)
+            tag, reason = divmod(rest, n_reasons)
+            entry = self.cells.setdefault((tag_values[tag], bool(kept), reason_values[reason]), [0, 0.0])
+            entry[0] += count
+            entry[1] += total
+
+    def summary(self) -> dict:
+        per_tag: dict[str, dict] = {}
+        per_reason: dict[str, dict] = {}
+        for (tag, kept, reason), (clips, hours) in self.cells.items():
+            entry = per_tag.setdefault(tag, {"kept": 0, "kept_hours": 0.0, "rejected": 0})
+            if kept:
+                entry["kept"] += clips
+                entry["kept_hours"] += hours
+            else:
+                entry["rejected"] += clips
+                cause = per_reason.setdefault(str(reason), {"clips": 0, "hours": 0.0})
+                cause["clips"] += clips
+                cause["hours"] += hours
+        return {
+            "clips": sum(clips for clips, _ in self.cells.values()),
+            "kept": sum(entry["kept"] for entry in per_tag.values()),
+            "kept_hours": sum(entry["kept_hours"] for entry in per_tag.values()),
+            "per_source_tag": per_tag,
+            "per_reason": per_reason,
+        }
 
 
 def _summary(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
-    return _summary_from_parts(_summary_parts(table, keep, reasons))
+    tally = _Tally()
+    tally.add(table, keep, reasons)
+    return tally.summary()
 
 
 class KeysByShard(Mapping):
@@ -229,26 +262,25 @@ def scan_selection(data_dir: str | os.PathLike, profile: Profile, files: list[Pa
     (status-ok clips that pass / fail each bounded dimension on its own). ``excluded``: a test split record
     (``{"view", "fraction", "seed", "sources"}``) whose sources are dropped with reason ``split:<view>``."""
     held = None if excluded is None else _held_sources(data_dir, files, excluded)
-    kept, parts = [], []
+    kept, tally = [], _Tally()
     per_dimension: dict[str, dict[str, int]] = {}
     for batch in iter_catalog(data_dir, _view_columns(profile, excluded is not None), files, batch_rows, dictionary=CATEGORICAL):
         keep, reasons, failures = _decide(profile, batch)
         if held is not None:
             dropped = keep & pc.fill_null(pc.is_in(batch.column("source_id"), value_set=held), False).to_numpy(zero_copy_only=False)
-            reasons = pc.if_else(pa.array(dropped), pa.scalar(f"split:{excluded['view']}", pa.string()), reasons)
+            reasons = _with_reason(reasons, dropped, f"split:{excluded['view']}")
             keep = keep & ~dropped
         status_ok = _equals(batch, "status", "ok")
         for dimension, failed in failures.items():
-            tally = per_dimension.setdefault(dimension, {"passed": 0, "failed": 0})
-            tally["failed"] += int((failed & status_ok).sum())
-            tally["passed"] += int((~failed & status_ok).sum())
-        parts.append(_summary_parts(batch, keep, reasons))
+            counts = per_dimension.setdefault(dimension, {"passed": 0, "failed": 0})
+            counts["failed"] += int((failed & status_ok).sum())
+            counts["passed"] += int((~failed & status_ok).sum())
+        tally.add(batch, keep, reasons)
         kept_rows = batch.select(["shard", "key"]).filter(pa.array(keep))
         kept.append(pa.table({"shard": kept_rows.column("shard").cast(pa.string()), "key": kept_rows.column("key")}))
     schema = pa.schema([("shard", pa.string()), ("key", pa.string())])
     kept_table = pa.concat_tables(kept) if kept else schema.empty_table()
-    summary = _summary_from_parts(pa.concat_tables(parts)) if parts else {"clips": 0, "kept": 0, "kept_hours": 0.0, "per_source_tag": {}, "per_reason": {}}
-    return {"kept": kept_table.sort_by([("shard", "ascending"), ("key", "ascending")]), "summary": summary, "per_dimension": per_dimension}
+    return {"kept": kept_table.sort_by([("shard", "ascending"), ("key", "ascending")]), "summary": tally.summary(), "per_dimension": per_dimension}
 
 
 def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
