@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--baseline-rows", type=int, default=1_000_000, help="catalog size for the old-vs-new comparison")
+    parser.add_argument("--work", metavar="DIR", help="keep the built catalogs here and reuse them on the next run (default: a temporary folder)")
     parser.add_argument("--old", nargs=2, metavar=("DATA_DIR", "NAME"), help=argparse.SUPPRESS)  # child: the old path
     args = parser.parse_args()
     if args.old:
@@ -158,9 +160,14 @@ def main() -> None:
     old_cmd = [__file__, "--old"]
     profile = load_profile("strict")
     with tempfile.TemporaryDirectory() as tmp:
-        big, small = Path(tmp, "big"), Path(tmp, "small")
+        work = Path(args.work or tmp)
+        big, small = work / f"rows-{args.rows}", work / f"rows-{args.baseline_rows}"
+        for data_dir in (big, small):
+            for stale in [*data_dir.glob("views"), *data_dir.glob("catalog/part-*-rescore-*.parquet"), *data_dir.glob("catalog/.sha256.json")]:
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
         started = time.perf_counter()
-        build_catalog(big, args.rows)
+        if not (big / "catalog").exists():
+            build_catalog(big, args.rows)
         build_s = time.perf_counter() - started
         catalog_mb = sum(p.stat().st_size for p in catalog_dir(big).glob("*.parquet")) / 1e6
         new = measured(cli(big, "bench-new"))
@@ -168,7 +175,8 @@ def main() -> None:
         view_mb = Path(big, "views", "bench-new.json").stat().st_size / 1e6
         build_sync_rescore(big)
         rescored = measured(cli(big, "bench-after-rescore"))
-        build_catalog(small, args.baseline_rows)
+        if not (small / "catalog").exists():
+            build_catalog(small, args.baseline_rows)
         new_small = measured(cli(small, "bench-new"))  # first: hashes the part, as the old path below does
         old_small = measured([*old_cmd, str(small), "bench-old"])
         same = json.loads(Path(small, "views", "bench-old.json").read_text())["shards"] == json.loads(Path(small, "views", "bench-new.json").read_text())["shards"]

@@ -56,7 +56,12 @@ def _fails(bound: Bound, values: np.ndarray) -> np.ndarray:
 
 
 def _equals(table: pa.Table, column: str, value: str) -> np.ndarray:
-    return pc.fill_null(pc.equal(table.column(column), value), False).to_numpy(zero_copy_only=False)
+    values = table.column(column)
+    if pa.types.is_dictionary(values.type):  # compare the few dictionary values, then look up each row's
+        values = values.combine_chunks()
+        matches = np.append(np.asarray(values.dictionary.to_pylist(), dtype=object) == value, False)
+        return matches[pc.fill_null(values.indices, -1).to_numpy(zero_copy_only=False)]
+    return pc.fill_null(pc.equal(values, value), False).to_numpy(zero_copy_only=False)
 
 
 def dimension_failures(profile: Profile, table: pa.Table) -> dict[str, np.ndarray]:
@@ -163,10 +168,11 @@ class _Tally:
         n_reasons = len(reasons.dictionary) + 1  # code 0: no reason (kept)
         tag_code = tags.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         reason_code = pc.fill_null(reasons.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64) + 1
-        cells, inverse = np.unique((tag_code * n_reasons + reason_code) * 2 + keep, return_inverse=True)
-        counts, sums = np.bincount(inverse), np.bincount(inverse, weights=np.nan_to_num(hours))
+        cell_of_row = (tag_code * n_reasons + reason_code) * 2 + keep
+        counts, sums = np.bincount(cell_of_row), np.bincount(cell_of_row, weights=np.nan_to_num(hours))
         tag_values, reason_values = tags.dictionary.to_pylist(), [None, *reasons.dictionary.to_pylist()]
-        for cell, count, total in zip(cells.tolist(), counts.tolist(), sums.tolist()):
+        cells = np.flatnonzero(counts)
+        for cell, count, total in zip(cells.tolist(), counts[cells].tolist(), sums[cells].tolist()):
             rest, kept = divmod(cell, 2)
             tag, reason = divmod(rest, n_reasons)
             entry = self.cells.setdefault((tag_values[tag], bool(kept), reason_values[reason]), [0, 0.0])
