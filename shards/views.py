@@ -43,15 +43,26 @@ def view_path(data_dir: str | os.PathLike, name: str) -> Path:
 
 
 def _values(table: pa.Table, column: str) -> np.ndarray:
-    return table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    """The column as floats in its stored precision (float32 scores stay float32; missing → NaN)."""
+    values = table.column(column).to_numpy(zero_copy_only=False)
+    return values if values.dtype.kind == "f" else values.astype(np.float64)
+
+
+def _threshold(bound: float, dtype: np.dtype, up: bool) -> np.floating:
+    """``bound`` in ``dtype`` such that comparing stored values against it decides exactly as against the
+    float64 bound: the nearest representable value above (``up``, for min bounds) or below (max bounds)."""
+    near = dtype.type(bound)
+    if float(near) == bound or (float(near) > bound) == up:
+        return near
+    return np.nextafter(near, dtype.type(np.inf if up else -np.inf))
 
 
 def _fails(bound: Bound, values: np.ndarray) -> np.ndarray:
     failed = np.isnan(values)
     if bound.min is not None:
-        failed |= values < bound.min
+        failed |= values < _threshold(bound.min, values.dtype, up=True)
     if bound.max is not None:
-        failed |= values > bound.max
+        failed |= values > _threshold(bound.max, values.dtype, up=False)
     return failed
 
 

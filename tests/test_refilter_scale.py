@@ -222,3 +222,25 @@ def test_snapshot_remembers_part_digests_and_rehashes_a_changed_part(catalog):
     changed = catalog_snapshot(catalog)
     assert changed["files"][0]["sha256"] == hashlib.sha256(part.read_bytes()).hexdigest() != first["files"][0]["sha256"]
     assert changed["digest"] != first["digest"]
+
+
+def test_float32_scores_at_and_next_to_the_bounds_are_judged_as_by_profile_decide(tmp_path):
+    """Bounds are compared in the stored float32 precision: values at a bound and one float32 step either
+    side must be kept or rejected exactly as ``Profile.decide`` (float64) does."""
+    # 0.7 rounds down in float32, 0.3 rounds up: a plain float32 comparison would judge the stored bound value wrongly
+    profile = load_profile("strict", {"image_quality.iqa.min": 0.7, "image_quality.blockiness.max": 0.3, "face_audio.snr_db.min": 20})
+    base = random_rows(np.random.default_rng(1), 0, 1)
+    row = {**base.to_pylist()[0], "status": "ok", "shard": "s.tar", "source_prior": 0.9, "source_denied": 0.0, "face_px": 300.0,
+           "exposure_clip": 0.0, "sync_scorer": "lip_audio_xcorr", "sync_offset": 0.0, "sync_conf": 0.9, "camera_shake": 0.1,
+           "bg_motion": 0.1, "head_motion": 0.005, "pose_range_deg": 5.0, "single_face_ratio": 1.0, "face_mesh_ratio": 1.0,
+           "speech_ratio": 0.5, "audio_clip_ratio": 0.0, "snr_db": 30.0, "iqa": 0.9, "blockiness": 0.1}
+    rows = []
+    for column, bound in (("iqa", 0.7), ("blockiness", 0.3), ("snr_db", 20.0)):
+        exact = np.float32(bound)
+        for value in (np.nextafter(exact, np.float32(-1)), exact, np.nextafter(exact, np.float32(2e9))):
+            rows.append({**row, "key": f"k{len(rows):03d}", column: float(value)})
+    table = pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA)
+    append_part(tmp_path, table)
+    expected = reference(read_catalog(tmp_path).to_pylist(), profile)
+    view, _ = refilter(tmp_path, profile, "edges")
+    assert dict(view["shards"].items()) == expected["shards"] and 0 < view["summary"]["kept"] < len(rows)

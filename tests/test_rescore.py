@@ -20,6 +20,7 @@ from filters.synthetic import SpeakerSpec, render_speaker
 from flows.cli import main as fada
 from flows.ingest import IngestConfig, ingest
 from shards.catalog import catalog_files, column_part_info, read_catalog
+from shards.reader import SkippedSampleWarning
 from shards.rescore import RescoreError, rescore
 from shards.views import refilter, snapshot_files
 
@@ -83,7 +84,8 @@ def test_rescored_sync_agrees_with_ingest_and_unreadable_shards_keep_old_values(
     lost_shard = sorted({r["shard"] for r in before.values()})[-1]
     lost = {k for k, r in before.items() if r["shard"] == lost_shard}
     (data / lost_shard).unlink()
-    record = rescore(data, "sync", CONFIG.scoring)
+    with pytest.warns(SkippedSampleWarning, match="unreadable_tar"):
+        record = rescore(data, "sync", CONFIG.scoring)
     assert record["scorer"] == "lip_audio_xcorr" and record["columns"] == ["sync_offset", "sync_conf", "sync_dist", "sync_scorer"]
     assert set(record["skipped"]["keys"]) == lost and record["skipped"]["reasons"].get("unreadable_tar") == 1
     part = pq.read_table(data / "catalog" / record["part"])
