@@ -184,7 +184,8 @@ def iter_catalog(data_dir: str | os.PathLike, columns: list[str], files: list[Pa
     if not rows:
         return
     columns = list(columns)
-    overlays = [(pq.read_table(path, columns=["key", *carried]).combine_chunks(), carried) for path, carried in _overlays(column_parts, columns)]
+    overlays = [(pq.read_table(path, columns=["key", *carried], read_dictionary=[c for c in carried if c in dictionary]), carried)
+                for path, carried in _overlays(column_parts, columns)]
     read = columns if not overlays or "key" in columns else ["key", *columns]
     schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in CATALOG_SCHEMA])
     parquet = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns=set(dictionary)))
@@ -198,7 +199,7 @@ def iter_catalog(data_dir: str | os.PathLike, columns: list[str], files: list[Pa
         yield table.select(columns)
 
 
-def _bisect(keys: pa.Array, value: str, right: bool) -> int:
+def _bisect(keys: pa.ChunkedArray, value: str, right: bool) -> int:
     lo, hi = 0, len(keys)
     while lo < hi:
         mid = (lo + hi) // 2
@@ -211,12 +212,11 @@ def _bisect(keys: pa.Array, value: str, right: bool) -> int:
 
 
 def _apply_column_part(table: pa.Table, part: pa.Table, carried: list[str]) -> pa.Table:
-    """``table`` with ``carried`` columns replaced by ``part``'s values where ``part`` (sorted by key, one chunk)
-    has the key."""
+    """``table`` with ``carried`` columns replaced by ``part``'s values where ``part`` (sorted by key) has the key."""
     bounds = pc.min_max(table.column("key")).as_py()
     if bounds["min"] is None:
         return table
-    part_keys = part.column("key").chunk(0) if part.num_rows else pa.array([], pa.string())
+    part_keys = part.column("key")
     first, last = _bisect(part_keys, bounds["min"], False), _bisect(part_keys, bounds["max"], True)
     if first == last:
         return table
