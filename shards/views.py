@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from filters.profiles import Bound, Profile
 from shards.atomic import atomic_path, atomic_write_json, read_json
-from shards.catalog import catalog_dir, catalog_files, iter_catalog, read_catalog
+from shards.catalog import catalog_dir, catalog_files, iter_catalog
 from shards.reshard import reshard
 
 
