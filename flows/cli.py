@@ -144,6 +144,8 @@ def cmd_refilter(args: argparse.Namespace) -> int:
         from shards.views import view_path
 
         exclude = None if args.include_test_split or not view_path(args.data_dir, args.test_split).exists() else args.test_split
+        if args.dry_run:
+            return _dry_run(args, profile, exclude)
         view, created, alias = refilter_aliased(args.data_dir, profile, name=args.name, alias=args.alias,
                                                 reshard_below=args.reshard_below, exclude_split=exclude)
     except (ProfileError, ViewError) as exc:
@@ -151,6 +153,30 @@ def cmd_refilter(args: argparse.Namespace) -> int:
         return 2
     print(format_view_summary(view) + ("" if created else "\n(identical view already existed; nothing written)")
           + ("" if alias is None else f"\nalias {alias['alias']!r} → {alias['view']}"))
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, profile, exclude: str | None) -> int:
+    from shards.view_aliases import default_view_name
+    from shards.views import dry_run, format_dry_run, view_path
+
+    name = args.name or default_view_name(args.data_dir, profile)
+    plots = Path(args.plots) if args.plots else Path(args.data_dir) / "dry-runs" / view_path(args.data_dir, name).stem
+    print(format_dry_run(dry_run(args.data_dir, profile, plots, exclude_split=exclude)))
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from flows.ingest import code_version
+    from shards.rescore import RescoreError, format_rescore, rescore
+
+    config = load_ingest_config(args.config, args.set)
+    try:
+        record = rescore(args.data_dir, args.scorer, config.scoring, code_version=code_version())
+    except RescoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_rescore(record))
     return 0
 
 
@@ -203,7 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
     refilter_p.add_argument("--test-split", default="test", metavar="NAME",
                             help="held-out split whose sources training views exclude, when it exists (default: test)")
     refilter_p.add_argument("--include-test-split", action="store_true", help="do not exclude the held-out split")
+    refilter_p.add_argument("--dry-run", action="store_true",
+                            help="write no view: print kept/rejected per dimension, reason and source tag, and plot the score histograms")
+    refilter_p.add_argument("--plots", metavar="DIR", help="with --dry-run: folder for the histograms (default DATA_DIR/dry-runs/NAME)")
     refilter_p.set_defaults(func=cmd_refilter)
+
+    rescore_p = sub.add_parser("rescore", help="recompute one scorer's catalog columns from the shards (no source video read)")
+    rescore_p.add_argument("data_dir")
+    rescore_p.add_argument("--scorer", required=True, help="source_prior, iqa, iqa_learned, sync, background, movement or face_audio")
+    rescore_p.add_argument("--config", help="ingest configuration YAML; only its scoring section is used")
+    rescore_p.add_argument("--set", action="append", default=[], metavar="scoring.KEY=VALUE", help="override one scoring setting")
+    rescore_p.set_defaults(func=cmd_rescore)
 
     lineage_p = sub.add_parser("lineage", help="what produced a shard, or which shards and clips came from a source or key")
     lineage_p.add_argument("data_dir")

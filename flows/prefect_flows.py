@@ -139,6 +139,7 @@ def refilter_flow(
     alias: str | None = None,
     reshard_below: float | None = None,
     test_split: str | None = TEST_SPLIT,
+    dry_run: bool = False,
 ) -> str:
     """Apply a threshold profile to the catalog and write an immutable view (no video decoded).
 
@@ -151,16 +152,73 @@ def refilter_flow(
         alias: also point this stable name at the view (e.g. strict); the run's "view-aliases" artifact lists them all
         reshard_below: copy the kept samples of shards the view keeps less than this share of into new dense shards
         test_split: held-out split whose sources the view leaves out, when that split exists (null: keep them)
+        dry_run: write no view: publish kept/rejected per dimension, reason and source tag, and the score
+            histograms with the thresholds marked (files in DATA_DIR/dry-runs/NAME); returns that folder
     """
     from shards.views import view_path
 
     exclude = test_split if test_split and view_path(data_dir, test_split).exists() else None
     chosen = profile_file or ProfileName(profile).value
+    if dry_run:
+        return preview_view(data_dir, chosen, name, overrides or {}, exclude)
     view = write_view(data_dir, chosen, name, overrides or {}, reshard_below, exclude, alias)
     publish_view_artifacts(data_dir, view)
     publish_aliases_artifact(data_dir)
     record_view(data_dir, view)
     return str(view_path(data_dir, view["name"]))
+
+
+@task(task_run_name="dry-run-{profile}", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient)
+def preview_view(data_dir: str, profile: str, name: str | None, overrides: dict[str, float], exclude_split: str | None) -> str:
+    """The refilter dry run (``shards.views.dry_run``): counts as a table artifact, histograms as markdown."""
+    from filters.profiles import load_profile
+    from shards.view_aliases import default_view_name
+    from shards.views import dry_run, format_dry_run, view_path
+
+    chosen = load_profile(profile, overrides)
+    name = name or default_view_name(data_dir, chosen)
+    folder = Path(data_dir) / "dry-runs" / view_path(data_dir, name).stem
+    report = dry_run(data_dir, chosen, folder, exclude_split=exclude_split)
+    get_run_logger().info("%s", format_dry_run(report))
+    summary = report["summary"]
+    rows = [{"group": f"dimension:{d}", "passed": t["passed"], "failed": t["failed"]} for d, t in report["per_dimension"].items()]
+    rows += [{"group": f"tag:{tag}", "passed": r["kept"], "failed": r["rejected"]} for tag, r in sorted(summary["per_source_tag"].items())]
+    rows += [{"group": f"rejected:{reason}", "passed": 0, "failed": r["clips"]} for reason, r in sorted(summary["per_reason"].items())]
+    key = "dry-run-" + name.lower().replace("_", "-")
+    create_table_artifact(key=key, table=rows, description=f"Dry run of {profile} (no view written): would keep {summary['kept']} of {summary['clips']} clips")
+    markdown = [f"# Dry run of profile `{profile}`: score histograms, thresholds marked", ""]
+    for image in map(Path, report["plots"]):
+        markdown += [f"**{image.stem}** — `{image}`", "", f"![{image.stem}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})", ""]
+    create_markdown_artifact(key=f"{key}-histograms", markdown="\n".join(markdown), description=f"dry-run histograms for {name}")
+    return str(folder)
+
+
+@task(task_run_name="rescore-{scorer}", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient)
+def rescore_clips(data_dir: str, scorer: str, scoring: dict) -> dict:
+    from flows.ingest import IngestConfig, code_version
+    from shards.rescore import format_rescore, rescore
+
+    record = rescore(data_dir, scorer, IngestConfig.from_dict({"scoring": scoring}).scoring, code_version=code_version())
+    get_run_logger().info("%s", format_rescore(record))
+    return record
+
+
+@flow(name="rescore", log_prints=True)
+def rescore_flow(data_dir: str, scorer: str, scoring: dict | None = None) -> dict:
+    """Recompute one scorer's catalog columns from the clips in the shards (the source videos are not read)
+    and append them as a new catalog part; views made earlier keep their catalog snapshot.
+
+    Args:
+        data_dir: data directory (catalog/, shards/)
+        scorer: source_prior, iqa, iqa_learned, sync, background, movement or face_audio
+        scoring: the ingest configuration's scoring section to use, e.g. {"syncnet_weights": "/models/syncnet"}
+    """
+    record = rescore_clips(data_dir, scorer, scoring or {})
+    create_table_artifact(key="rescore-" + scorer.replace("_", "-"), table=[
+        {k: record[k] for k in ("run_id", "scorer", "scorer_version", "clips", "frames", "seconds", "part")}
+        | {"not_scored": len(record["score_errors"]), "unreadable": len(record["skipped"]["keys"])}],
+        description=f"rescore of {record['scorer']}: catalog part {record['part']}, lineage/rescore-{record['run_id']}.json")
+    return {k: record[k] for k in ("run_id", "scorer", "scorer_version", "clips", "part")}
 
 
 @task(task_run_name="ingest", retries=2, retry_delay_seconds=30, retry_condition_fn=retry_transient)

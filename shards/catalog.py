@@ -3,6 +3,13 @@ re-filter reads. Column names are a public contract (DESIGN.md §2).
 
 Each ingest run appends one part file (``catalog/part-%06d.parquet``), written under a temporary name and
 renamed; old parts are never rewritten. ``rebuild_catalog`` recreates it from the shards' JSON members.
+
+A rescore (``shards.rescore``) appends a *column part* ``part-%06d-rescore-<scorer>.parquet``: only ``key``
+and that scorer's columns, with the scorer, its version and the run id in the parquet metadata
+(``fada.part``). Parts share one sequence, so the index orders them: a read takes each column of a key from
+the newest part that carries the column and the key (``read_catalog``; a key missing from a column part
+keeps its older value). Old parts stay for audit and for the views made from them (``files=``: the parts
+of a view's catalog snapshot). Every part is sorted by key, which makes that merge a streaming one.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
@@ -77,29 +86,148 @@ def rows_to_table(records: list[dict], shard_of_key: dict[str, str]) -> pa.Table
     return pa.Table.from_pylist(rows, schema=CATALOG_SCHEMA)
 
 
+def _next_part(folder: Path, suffix: str = "") -> Path:
+    existing = sorted(folder.glob("part-*.parquet"))
+    index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+    return folder / f"part-{index:06d}{suffix}.parquet"
+
+
 def append_part(data_dir: str | os.PathLike, table: pa.Table) -> Path | None:
     """Write ``table`` as the next part file; returns its path (None for an empty table)."""
     if table.num_rows == 0:
         return None
     folder = catalog_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    existing = sorted(folder.glob("part-*.parquet"))
-    index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
-    final = folder / f"part-{index:06d}.parquet"
+    final = _next_part(folder)
     with atomic_path(final) as tmp:
         pq.write_table(table.sort_by("key"), tmp, compression="zstd")
     return final
+
+
+COLUMN_PART_META = b"fada.part"
+
+
+def append_column_part(data_dir: str | os.PathLike, table: pa.Table, scorer: str, meta: dict) -> Path:
+    """Write a rescore part: ``key`` plus some catalog columns (types of ``CATALOG_SCHEMA``), newest from now on.
+
+    ``meta`` (scorer version, run id …) is stored with the part's column list in the parquet metadata."""
+    columns = [name for name in table.column_names if name != "key"]
+    unknown = sorted(set(columns) - set(CATALOG_COLUMNS))
+    if "key" not in table.column_names or unknown or not columns:
+        raise ValueError(f"a column part needs 'key' and catalog columns; got {table.column_names}")
+    if not all(c.isalnum() or c == "_" for c in scorer):
+        raise ValueError(f"scorer name {scorer!r}: letters, digits and '_' only")
+    schema = pa.schema([CATALOG_SCHEMA.field("key"), *(CATALOG_SCHEMA.field(c) for c in columns)])
+    doc = {"kind": "rescore", "scorer": scorer, "columns": columns, **meta}
+    table = table.select(schema.names).cast(schema).replace_schema_metadata({COLUMN_PART_META: json.dumps(doc, sort_keys=True).encode()})
+    folder = catalog_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = _next_part(folder, f"-rescore-{scorer}")
+    with atomic_path(final) as tmp:
+        pq.write_table(table.sort_by("key"), tmp, compression="zstd")
+    return final
+
+
+def is_column_part(path: str | os.PathLike) -> bool:
+    return "-rescore-" in Path(path).name
+
+
+def column_part_info(path: str | os.PathLike) -> dict:
+    """The ``fada.part`` metadata of a column part (scorer, version, run id, columns); reads the footer only."""
+    return json.loads(pq.read_schema(path).metadata[COLUMN_PART_META])
 
 
 def catalog_files(data_dir: str | os.PathLike) -> list[Path]:
     return sorted(catalog_dir(data_dir).glob("part-*.parquet"))
 
 
-def read_catalog(data_dir: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
-    files = catalog_files(data_dir)
-    if not files:
-        return CATALOG_SCHEMA.empty_table() if columns is None else CATALOG_SCHEMA.empty_table().select(columns)
-    return pads.dataset([str(f) for f in files], schema=CATALOG_SCHEMA, format="parquet").to_table(columns=columns)
+def _split_parts(data_dir: str | os.PathLike, files: list[Path] | None) -> tuple[list[Path], list[Path]]:
+    """(row parts, column parts oldest first) of ``files`` (default: every part of the catalog)."""
+    files = catalog_files(data_dir) if files is None else sorted(Path(f) for f in files)
+    return [f for f in files if not is_column_part(f)], [f for f in files if is_column_part(f)]
+
+
+def _overlays(column_parts: list[Path], wanted: list[str]) -> list[tuple[Path, list[str]]]:
+    """The column parts that carry any of ``wanted``, with those columns, oldest first."""
+    out = []
+    for path in column_parts:
+        carried = [c for c in column_part_info(path)["columns"] if c in wanted]
+        if carried:
+            out.append((path, carried))
+    return out
+
+
+def _empty(columns: list[str] | None) -> pa.Table:
+    return CATALOG_SCHEMA.empty_table() if columns is None else CATALOG_SCHEMA.empty_table().select(columns)
+
+
+def read_catalog(data_dir: str | os.PathLike, columns: list[str] | None = None, files: list[Path] | None = None) -> pa.Table:
+    """The catalog (one row per key) with the newest value of each column; ``files``: read only these parts
+    (e.g. a view's snapshot), else all. See ``iter_catalog``."""
+    wanted = list(CATALOG_COLUMNS) if columns is None else list(columns)
+    batches = list(iter_catalog(data_dir, wanted, files))
+    return pa.concat_tables(batches) if batches else _empty(wanted)
+
+
+def iter_catalog(data_dir: str | os.PathLike, columns: list[str], files: list[Path] | None = None,
+                 batch_rows: int = 1 << 18, dictionary: tuple[str, ...] = ()) -> Iterator[pa.Table]:
+    """The catalog's rows in batches (only ``columns`` decoded), without holding the whole catalog.
+
+    Row parts are streamed batch by batch. For each column part carrying one of ``columns`` (oldest first),
+    its key and those columns are held in memory; parts are sorted by key, so the part's rows for a batch lie
+    between the batch's smallest and largest key (found by bisection) and only that slice is hashed to look up
+    the batch's keys: a merge in linear time. A key the column part lacks keeps its older value.
+    ``dictionary``: string columns to keep dictionary-encoded as parquet stores them (status, tags, shard
+    paths: a few distinct values), which saves materialising a string per row; a column a column part
+    carries comes back plain."""
+    rows, column_parts = _split_parts(data_dir, files)
+    if not rows:
+        return
+    columns = list(columns)
+    overlays = [(pq.read_table(path, columns=["key", *carried], read_dictionary=[c for c in carried if c in dictionary]), carried)
+                for path, carried in _overlays(column_parts, columns)]
+    read = columns if not overlays or "key" in columns else ["key", *columns]
+    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in CATALOG_SCHEMA])
+    parquet = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns=set(dictionary)))
+    dataset = pads.dataset([str(f) for f in rows], schema=schema, format=parquet)
+    for batch in dataset.to_batches(columns=read, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
+        if not batch.num_rows:
+            continue
+        table = pa.Table.from_batches([batch])
+        for part, carried in overlays:
+            table = _apply_column_part(table, part, carried)
+        yield table.select(columns)
+
+
+def _bisect(keys: pa.ChunkedArray, value: str, right: bool) -> int:
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        probe = keys[mid].as_py()
+        if probe < value or (right and probe == value):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _apply_column_part(table: pa.Table, part: pa.Table, carried: list[str]) -> pa.Table:
+    """``table`` with ``carried`` columns replaced by ``part``'s values where ``part`` (sorted by key) has the key."""
+    bounds = pc.min_max(table.column("key")).as_py()
+    if bounds["min"] is None:
+        return table
+    part_keys = part.column("key")
+    first, last = _bisect(part_keys, bounds["min"], False), _bisect(part_keys, bounds["max"], True)
+    if first == last:
+        return table
+    window = part.slice(first, last - first)
+    position = pc.index_in(table.column("key"), value_set=window.column("key").combine_chunks())
+    found = pc.is_valid(position)
+    for name in carried:
+        newer = pc.take(window.column(name).cast(CATALOG_SCHEMA.field(name).type), position)
+        older = table.column(name).cast(CATALOG_SCHEMA.field(name).type)  # plain, if read dictionary-encoded
+        table = table.set_column(table.column_names.index(name), name, pc.if_else(found, newer, older))
+    return table
 
 
 def records_from_shards(data_dir: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:

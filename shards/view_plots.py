@@ -1,4 +1,7 @@
-"""Histograms of each bounded score over a view's catalog rows, with the profile's thresholds marked."""
+"""Histograms of each bounded score over a view's catalog rows, with the profile's thresholds marked.
+
+The rows are those of the catalog snapshot the view was made from (a later rescore does not change an old
+view's plots); only the key and the bounded columns are read."""
 
 from __future__ import annotations
 
@@ -6,9 +9,11 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from filters.profiles import profile_from_dict
 from shards.catalog import read_catalog
+from shards.views import kept_keys, snapshot_files
 
 
 def score_histograms(data_dir: str | os.PathLike, view: dict, out_dir: str | os.PathLike) -> list[Path]:
@@ -22,10 +27,11 @@ def score_histograms(data_dir: str | os.PathLike, view: dict, out_dir: str | os.
 
     profile = profile_from_dict({"name": view["profile"]["name"], "dimensions": view["profile"]["dimensions"]})
     bounds = [(None, b) for b in profile.bounds] + [(scorer, b) for scorer, bs in profile.sync_bounds.items() for b in bs]
-    table = read_catalog(data_dir)
+    columns = list(dict.fromkeys(["key", "sync_scorer", *("sync_offset" if b.column == "abs_sync_offset" else b.column for _, b in bounds)]))
+    files = snapshot_files(data_dir, view["catalog"]) if view.get("catalog") else None
+    table = read_catalog(data_dir, columns, files)
     scorers = np.asarray(table.column("sync_scorer").to_pylist(), dtype=object)
-    kept_keys = {k for keys in view["shards"].values() for k in keys}
-    kept = np.isin(np.asarray(table.column("key").to_pylist(), dtype=object), list(kept_keys))
+    kept = pc.fill_null(pc.is_in(table.column("key"), value_set=kept_keys(view)), False).to_numpy(zero_copy_only=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

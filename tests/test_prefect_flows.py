@@ -142,6 +142,16 @@ def test_refilter_deployment_runs_from_the_api_and_publishes_artifacts(prefect_s
     assert list((data_dir / "views" / "ui-strict.plots").glob("*.png"))
 
 
+def test_refilter_dry_run_from_the_form_writes_no_view(prefect_server, data_dir):
+    _deploy("flows/prefect_flows.py:refilter_flow", "refilter")
+    parameters = {"data_dir": str(data_dir), "name": "try-lenient", "profile": "lenient", "dry_run": True}
+    run = asyncio.run(_run_and_wait("refilter/refilter", parameters))
+    assert run.state.is_completed(), run.state
+    assert not (data_dir / "views" / "try-lenient.json").exists()
+    assert {"dry-run-try-lenient", "dry-run-try-lenient-histograms"} <= asyncio.run(_artifact_keys(run.id))
+    assert list((data_dir / "dry-runs" / "try-lenient").glob("*.png"))
+
+
 def test_deployment_parameter_schema_is_what_the_ui_needs(prefect_server):
     from prefect import get_client
 
@@ -225,7 +235,7 @@ def test_prefect_yaml_declares_the_deployments_with_a_daily_refresh():
 
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
-    assert set(deployments) == {"dataset-refresh", "refilter", *TRAINING_FLOWS.values()}
+    assert set(deployments) == {"dataset-refresh", "refilter", "rescore", *TRAINING_FLOWS.values()}
     assert deployments["dataset-refresh"]["schedules"][0]["cron"] == "0 3 * * *"
     for deployment in deployments.values():
         path, function = deployment["entrypoint"].split(":")
