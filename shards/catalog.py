@@ -99,20 +99,53 @@ def read_catalog(data_dir: str | os.PathLike, columns: list[str] | None = None) 
     files = catalog_files(data_dir)
     if not files:
         return CATALOG_SCHEMA.empty_table() if columns is None else CATALOG_SCHEMA.empty_table().select(columns)
-    return pads.dataset([str(f) for f in files], schema=CATALOG_SCHEMA, format="parquet").to_table(columns=columns)
+    try:
+        return pads.dataset([str(f) for f in files], schema=CATALOG_SCHEMA, format="parquet").to_table(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise damaged_part_error(data_dir, files, exc) from exc
 
 
-def records_from_shards(data_dir: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:
-    """Every clip record stored in the shards' JSON members, and the shard each key lives in."""
+def check_part(path: str | os.PathLike) -> None:
+    """Read one part whole (every page); raises what pyarrow raises for a damaged file."""
+    pq.read_table(path, schema=CATALOG_SCHEMA)
+
+
+def damaged_part_error(data_dir: str | os.PathLike, files: list[Path], exc: Exception) -> Exception:
+    """`DamagedFile` naming the first part that does not read (pyarrow's error names none), else ``exc``."""
+    from shards.datadir import DamagedFile
+
+    for path in files:
+        try:
+            check_part(path)
+        except (pa.ArrowException, OSError) as part_exc:
+            return DamagedFile(path, f"damaged catalog part ({part_exc})", data_dir)
+    return exc
+
+
+def is_derived(shard: str) -> bool:
+    """Shards a refilter's reshard copied (``shards/view-<name>/``) rather than ingest published."""
+    return Path(shard).parent.name.startswith("view-")
+
+
+def records_from_shards(data_dir: str | os.PathLike, shards: list[str] | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Every clip record stored in the published shards' JSON members (``shards``: only these, relative to
+    ``data_dir``), and the shard each key lives in. Derived (resharded) copies are left out, and a key found
+    in two shards is taken from the first."""
     data_dir = Path(data_dir)
-    records, shard_of_key = [], {}
-    for shard in sorted(data_dir.glob("shards/*/clips-*.tar")):
+    paths = sorted(data_dir / s for s in shards) if shards is not None else sorted(data_dir.glob("shards/*/clips-*.tar"))
+    records, shard_of_key, seen = [], {}, set()
+    for shard in paths:
         relative = str(shard.relative_to(data_dir))
+        if is_derived(relative):
+            continue
         with tarfile.open(shard) as tar:
             for member in tar:
                 if not member.name.endswith(".json"):
                     continue
                 record = json.loads(tar.extractfile(member).read())
+                if record["key"] in seen:
+                    continue
+                seen.add(record["key"])
                 records.append(record)
                 if record.get("status") == "ok":
                     shard_of_key[record["key"]] = relative

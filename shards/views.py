@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from filters.profiles import Bound, Profile
 from shards.atomic import atomic_write_json, read_json
 from shards.catalog import catalog_files, read_catalog
+from shards.lock import writer_lock
 from shards.reshard import reshard
 
 
@@ -114,7 +115,15 @@ def _summary(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
 
 
 def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
-             exclude_split: str | None = None) -> tuple[dict, bool]:
+             exclude_split: str | None = None, wait: float = 0.0) -> tuple[dict, bool]:
+    """`_refilter` holding the data dir's writer lock (`shards.lock`; ``wait`` seconds for another writer), so
+    of two refilters of one name exactly one writes and the other finds the name taken (or identical)."""
+    with writer_lock(data_dir, wait=wait, command=f"refilter {name}"):
+        return _refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split)
+
+
+def _refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
+              exclude_split: str | None = None) -> tuple[dict, bool]:
     """Write (or find identical) view ``name``; returns (view, created).
 
     ``reshard_below`` (e.g. 0.5): shards the view keeps less than that share of are first copied into new
@@ -160,7 +169,7 @@ def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshar
         "summary": _summary(table, keep, reasons),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_json(path, view)
+    atomic_write_json(path, view, exclusive=True)
     return view, True
 
 
