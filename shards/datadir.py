@@ -34,6 +34,7 @@ class DamagedFile(ValueError):
     def __init__(self, path: str | os.PathLike, problem: str, data_dir: str | os.PathLike | None = None):
         self.path = Path(path)
         where = data_dir if data_dir is not None else "DATA_DIR"
+        problem = " ".join(problem.split())  # one line, whatever the underlying error printed
         super().__init__(f"{self.path}: {problem}; run `fada repair {where}` to rebuild it")
 
 
