@@ -18,13 +18,14 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that report a user's mistake or a data dir state the user must act on: exit 2, one line."""
     from fada.config import ConfigError
     from filters.profiles import ProfileError
+    from flows import cli  # this module by its name, also when run as __main__ (`python -m flows.cli`)
     from flows.ingest import IngestInputError
     from shards.datadir import DamagedFile
     from shards.lock import LockHeld
     from shards.sources import InputFileError
     from shards.views import ViewError
 
-    return UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError
+    return UserError, cli.UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError
 
 
 def parse_overrides(pairs: list[str]) -> dict:
