@@ -300,6 +300,7 @@ def _ingest(specs: list[SourceSpec], data_dir: Path, config: IngestConfig, worke
     for insp in to_process:
         _commit(insp, results.get(insp.source_id, []), store, ledger, config, report, profiles)
     store.remove_empty_staging()
+    crash_point("all_committed")
     report.shards = [info.name for info in publish_clips(
         data_dir, dataset_version=config.dataset_version, limits=config.shards,
         code_version=report.code_version, config_hash=report.config_hash,
@@ -327,7 +328,7 @@ def _select_new(inspections, ledger, config, report) -> list[Inspection]:
     selected, seen = [], set()
     for insp in inspections:
         row = {"uri": insp.spec.uri, "source_id": insp.source_id}
-        if insp.source_id in seen or ledger.is_final(insp.source_id, insp.audio_sha256):
+        if insp.source_id in seen or ledger.is_final(insp.source_id, insp.audio_sha256, insp.spec.audio_uri is not None):
             ledger.add_alias(insp.source_id, insp.spec.uri)
             report.sources.append({**row, "outcome": "skipped", "reason": "already_ingested"})
             continue

@@ -32,13 +32,15 @@ class SourceLedger:
         path = self.path_for(source_id)
         return read_json(path) if path.exists() else None
 
-    def is_final(self, source_id: str, audio_sha256: str | None = None) -> bool:
-        """True when the source needs no processing: done, or rejected for a reason its sidecar
-        (``audio_sha256``, None for none) cannot change."""
+    def is_final(self, source_id: str, audio_sha256: str | None = None, audio_listed: bool = False) -> bool:
+        """True when the source needs no processing: done, or rejected for a reason its sidecar cannot change.
+
+        The sidecar is ``audio_sha256`` (None when none is listed or it cannot be read) and whether one is
+        listed at all, so listing a sidecar for a source rejected without one probes it again."""
         record = self.get(source_id)
         if record is None or record.get("status") not in FINAL_STATUSES:
             return False
-        audio_changed = record.get("audio_sha256") != audio_sha256
+        audio_changed = (record.get("audio_sha256"), record.get("audio_uri") is not None) != (audio_sha256, audio_listed)
         return not (record["status"] == "rejected" and record.get("reject_reason") in AUDIO_REJECTIONS and audio_changed)
 
     def write(self, record: dict) -> None:

@@ -51,6 +51,7 @@ def test_ledger_records_without_a_sidecar_hash_still_read(tmp_path):
     ledger.write({"source_id": "a" * 64, "status": "rejected", "reject_reason": "no_audio"})  # written before audio_sha256
     ledger.write({"source_id": "b" * 64, "status": "done", "reject_reason": None})
     ledger.write({"source_id": "c" * 64, "status": "rejected", "reject_reason": "too_small"})
-    assert ledger.is_final("a" * 64) and not ledger.is_final("a" * 64, "f" * 64)
-    assert ledger.is_final("b" * 64, "f" * 64)  # done: its clips exist, keyed by the video
-    assert ledger.is_final("c" * 64, "f" * 64)  # a video fault no sidecar changes
+    assert ledger.is_final("a" * 64) and not ledger.is_final("a" * 64, "f" * 64, True)
+    assert not ledger.is_final("a" * 64, None, True)  # a sidecar listed now, even an unreadable one
+    assert ledger.is_final("b" * 64, "f" * 64, True)  # done: its clips exist, keyed by the video
+    assert ledger.is_final("c" * 64, "f" * 64, True)  # a video fault no sidecar changes
