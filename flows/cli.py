@@ -188,9 +188,16 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_data_dir(path: str) -> str:
+    if not Path(path).is_dir():
+        raise UserError(f"no data directory {path}")
+    return path
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from shards.integrity import verify
 
+    _existing_data_dir(args.data_dir)
     problems = verify(args.data_dir)
     for problem in problems:
         print(problem)
@@ -201,7 +208,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_repair(args: argparse.Namespace) -> int:
     from shards.integrity import repair
 
-    actions, left = repair(args.data_dir, wait=args.wait)
+    actions, left = repair(_existing_data_dir(args.data_dir), wait=args.wait)
     for action in actions:
         print(action)
     for problem in left:

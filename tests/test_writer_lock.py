@@ -21,15 +21,16 @@ pytestmark = pytest.mark.slow
 
 
 def hold_lock(data_dir, seconds: float) -> subprocess.Popen:
-    """A process that takes the writer lock, says so on stdout, and keeps it ``seconds``."""
+    """A process that takes the writer lock, says so on stdout, and keeps it ``seconds`` or until a line
+    arrives on its stdin."""
     code = textwrap.dedent(f"""
-        import sys, time
+        import select, sys
         from shards.lock import writer_lock
         with writer_lock({str(data_dir)!r}, command="test holder"):
             print("held", flush=True)
-            time.sleep({seconds})
+            select.select([sys.stdin], [], [], {seconds})
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -40,14 +41,23 @@ def data_dir(tmp_path):
 
 
 def test_a_second_writer_exits_2_naming_the_holder_or_waits_for_it(data_dir):
-    holder = hold_lock(data_dir, 6)
+    holder = hold_lock(data_dir, 600)
     try:
         refused = fada("refilter", data_dir, "--name", "a", "--profile", "lenient")
         assert refused.returncode == 2 and f"pid {holder.pid}" in refused.stderr and "test holder" in refused.stderr
         assert "--wait" in refused.stderr and not (data_dir / "views" / "a.json").exists()
-        waited = fada("refilter", data_dir, "--name", "a", "--profile", "lenient", "--wait", "120")
-        assert waited.returncode == 0, waited.stderr
-        assert f"waiting up to 120 s for pid {holder.pid}" in waited.stderr and (data_dir / "views" / "a.json").exists()
+        (data_dir.parent / "m.yaml").write_text("- {uri: a.mp4, tag: news}\n")
+        for command in (["ingest", data_dir.parent / "m.yaml", "--out", data_dir, "--workers", "0"], ["split", data_dir], ["repair", data_dir]):
+            other = fada(*command)
+            assert other.returncode == 2 and f"pid {holder.pid}" in other.stderr, (command, other.stderr[-1000:])
+        waiter = subprocess.Popen([sys.executable, "-m", "flows.cli", "refilter", str(data_dir), "--name", "a", "--profile", "lenient",
+                                   "--wait", "300"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        told = waiter.stderr.readline()
+        assert f"waiting up to 300 s for pid {holder.pid}" in told
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert waiter.wait() == 0, waiter.stderr.read()
+        assert (data_dir / "views" / "a.json").exists()
     finally:
         holder.kill()
         holder.wait()
