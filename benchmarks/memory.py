@@ -9,7 +9,7 @@
 
     .venv/bin/python benchmarks/memory.py [--seconds 4] [--member-mib 1024]
 
-Each measurement runs in a new process; its peak RSS comes from ``wait4``'s rusage.
+Each measurement runs in a new process, which reports its peak RSS (``VmHWM``).
 """
 
 from __future__ import annotations
@@ -30,15 +30,20 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 
 
+PEAK = """
+with open("/proc/self/status") as fh:
+    print("VmHWM", next(line.split()[1] for line in fh if line.startswith("VmHWM:")))
+"""
+
+
 def peak_rss_mib(code: str, *args: str) -> tuple[float, str]:
-    """Run ``code`` in a new Python process; (its peak RSS in MiB, its stdout)."""
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, stdout=subprocess.PIPE, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"measured process failed ({proc.returncode})")
-    return usage.ru_maxrss / 1024, out
+    """Run ``code`` in a new Python process; (its peak RSS in MiB, its other stdout).
+
+    The process reports its own high-water mark (``VmHWM``): the rusage of a child (``wait4``) would count
+    the parent's memory at fork time too."""
+    result = subprocess.run([sys.executable, "-c", code + PEAK, *args], cwd=REPO, stdout=subprocess.PIPE, text=True, check=True)
+    *lines, peak = result.stdout.strip().splitlines()
+    return int(peak.split()[1]) / 1024, "\n".join(lines)
 
 
 INGEST = """

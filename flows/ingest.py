@@ -30,7 +30,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
-import yaml
 from tqdm.auto import tqdm
 
 from filters.extract import ChunkJob, ChunkResult, ExtractConfig, extract_chunk
@@ -46,7 +45,7 @@ from shards.integrity import check_readable
 from shards.ledger import SourceLedger
 from shards.lock import writer_lock
 from shards.publish import ShardLimits, publish_clips
-from shards.sources import HASH_BLOCK_BYTES, SourceSpec, is_local, load_manifest, source_sha256
+from shards.sources import HASH_BLOCK_BYTES, SourceSpec, is_local, load_manifest, read_yaml, source_sha256
 
 
 PREVIEW_PROFILES = ("strict", "lenient")  # the run summary says how many new clips each would keep
@@ -86,8 +85,6 @@ class IngestConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "IngestConfig":
-        from shards.sources import read_yaml
-
         return cls.from_dict(read_yaml(path) or {})
 
 

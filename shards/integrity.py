@@ -30,6 +30,7 @@ from shards.datadir import DamagedFile, temp_leftovers
 from shards.ledger import SourceLedger
 from shards.lineage import build_lineage, lineage_files, lineage_path, read_lineage, shard_path_of, write_lineage
 from shards.lock import writer_lock
+from shards.publish import publish_clips
 
 CATALOG_KINDS = ("damaged_catalog_part", "catalog_missing_key", "catalog_duplicate_key", "catalog_wrong_shard", "catalog_unknown_key")
 
@@ -239,8 +240,6 @@ def regenerate_lineage(data_dir: Path, shard: Path) -> Path:
 
 def repair(data_dir: str | os.PathLike, *, wait: float = 0.0) -> tuple[list[str], list[Problem]]:
     """Repair what can be rebuilt; returns (actions taken, problems left)."""
-    from shards.publish import publish_clips
-
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"no data directory {data_dir}")

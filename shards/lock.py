@@ -33,6 +33,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from shards.datadir import remove_temp_leftovers
+
 LOCK_NAME = ".writer.lock"
 _POLL_S = 0.2
 _held: dict[Path, list] = {}  # data dir → [fd, depth], this process's held locks
@@ -111,8 +113,6 @@ def writer_lock(data_dir: str | os.PathLike, *, wait: float = 0.0, command: str 
         with _held_guard:
             _held[key] = [fd, 1]
         try:
-            from shards.datadir import remove_temp_leftovers
-
             yield {**holder, "removed": remove_temp_leftovers(key)}
         finally:
             with _held_guard:

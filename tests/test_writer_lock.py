@@ -9,13 +9,12 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from shards.integrity import verify
 from shards.lock import LockHeld, read_holder, writer_lock
-from tests.datadir_factory import REPO, catalog_keys, commit_sources, fada, make_data_dir, shard_keys
+from tests.datadir_factory import REPO, catalog_keys, fada, make_data_dir, shard_keys
 
 pytestmark = pytest.mark.slow
 
