@@ -8,7 +8,8 @@ so a reader sees the state before or after a write, never half of one.
 The lock is an exclusive ``flock`` on the lock file, which also names its holder as JSON (host, pid, start
 time, command) for the message a waiting writer prints. The kernel drops a ``flock`` when its holder dies
 (even by ``kill -9``), so a lock left by a dead process is simply taken over; the new holder says whose it
-was. Within one process the lock is re-entrant (an ingest's publish, a refilter's reshard). When it is held,
+was. Within one thread the lock is re-entrant (an ingest's publish, a refilter's reshard); two threads of
+one process (Prefect tasks) exclude each other like two processes. When it is held,
 a second writer waits up to ``wait`` seconds, then raises `LockHeld` naming the holder (the CLI exits 2).
 
 On acquiring, the holder removes the temporary files killed writers left (`shards.datadir.temp_leftovers`):
@@ -37,7 +38,7 @@ from shards.datadir import remove_temp_leftovers
 
 LOCK_NAME = ".writer.lock"
 _POLL_S = 0.2
-_held: dict[Path, list] = {}  # data dir → [fd, depth], this process's held locks
+_held: dict[tuple[Path, int], list] = {}  # (data dir, thread) → [fd, depth]: the locks this process holds
 _held_guard = threading.Lock()
 
 
@@ -78,34 +79,35 @@ def writer_lock(data_dir: str | os.PathLike, *, wait: float = 0.0, command: str 
 
     ``wait``: seconds to wait for another writer (a message is printed to stderr once), then `LockHeld`.
     """
-    key = Path(data_dir).resolve()
+    folder = Path(data_dir).resolve()
+    key = (folder, threading.get_ident())
     with _held_guard:
         reentered = key in _held
         if reentered:
             _held[key][1] += 1
     if reentered:
         try:
-            yield read_holder(key) or {}
+            yield read_holder(folder) or {}
         finally:
             with _held_guard:
                 _held[key][1] -= 1
         return
-    key.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path(key), os.O_RDWR | os.O_CREAT, 0o666)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path(folder), os.O_RDWR | os.O_CREAT, 0o666)
     try:
         deadline, told = time.monotonic() + max(0.0, wait), False
         while not _try_flock(fd):
-            holder = read_holder(key)
+            holder = read_holder(folder)
             if time.monotonic() >= deadline:
-                raise LockHeld(f"{key} is being written by {describe_holder(holder)}; "
+                raise LockHeld(f"{folder} is being written by {describe_holder(holder)}; "
                                f"try again later or wait for it with --wait SECONDS")
             if not told:
-                print(f"waiting up to {wait:g} s for {describe_holder(holder)} to finish writing {key}", file=sys.stderr)
+                print(f"waiting up to {wait:g} s for {describe_holder(holder)} to finish writing {folder}", file=sys.stderr)
                 told = True
             time.sleep(_POLL_S)
-        previous = read_holder(key)
+        previous = read_holder(folder)
         if previous and previous.get("released_at") is None:
-            print(f"note: took over the writer lock of {key} left by {describe_holder(previous)}, which ended without releasing it", file=sys.stderr)
+            print(f"note: took over the writer lock of {folder} left by {describe_holder(previous)}, which ended without releasing it", file=sys.stderr)
         holder = {"host": socket.gethostname(), "pid": os.getpid(), "command": command or " ".join(sys.argv[:2]),
                   "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "released_at": None}
         os.ftruncate(fd, 0)
@@ -113,7 +115,7 @@ def writer_lock(data_dir: str | os.PathLike, *, wait: float = 0.0, command: str 
         with _held_guard:
             _held[key] = [fd, 1]
         try:
-            yield {**holder, "removed": remove_temp_leftovers(key)}
+            yield {**holder, "removed": remove_temp_leftovers(folder)}
         finally:
             with _held_guard:
                 del _held[key]
@@ -123,7 +125,3 @@ def writer_lock(data_dir: str | os.PathLike, *, wait: float = 0.0, command: str 
     finally:
         os.close(fd)  # closing the descriptor releases the flock
 
-
-def holds_lock(data_dir: str | os.PathLike) -> bool:
-    """True when this process holds ``data_dir``'s writer lock (checks for code that must run under it)."""
-    return Path(data_dir).resolve() in _held

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -72,10 +73,23 @@ def test_the_lock_of_a_killed_writer_is_taken_over(data_dir):
         assert read_holder(data_dir)["pid"] == os.getpid()
 
 
-def test_the_lock_is_reentrant_in_a_process_and_exclusive_across_processes(data_dir):
+def test_the_lock_is_reentrant_in_a_thread_and_exclusive_across_threads_and_processes(data_dir):
     with writer_lock(data_dir):
         with writer_lock(data_dir):  # publish inside ingest, reshard inside refilter
             pass
+        other_thread: list = []
+
+        def try_lock():
+            try:
+                with writer_lock(data_dir, wait=0.3):
+                    other_thread.append("acquired")
+            except LockHeld as exc:
+                other_thread.append(exc)
+
+        thread = threading.Thread(target=try_lock)
+        thread.start()
+        thread.join()
+        assert isinstance(other_thread[0], LockHeld)  # Prefect tasks in threads of one process exclude each other
         probe = subprocess.run([sys.executable, "-c", f"from shards.lock import writer_lock\nwith writer_lock({str(data_dir)!r}): pass"],
                                cwd=REPO, capture_output=True, text=True)
         assert probe.returncode != 0 and "LockHeld" in probe.stderr and f"pid {os.getpid()}" in probe.stderr
