@@ -10,18 +10,39 @@ from pathlib import Path
 import yaml
 
 
+class UserError(Exception):
+    """A mistake in what the user asked (arguments, files); ``main`` prints it as one line and exits 2."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a user's mistake or a data dir state the user must act on: exit 2, one line."""
+    from fada.config import ConfigError
+    from filters.profiles import ProfileError
+    from flows import cli  # this module by its name, also when run as __main__ (`python -m flows.cli`)
+    from flows.ingest import IngestInputError
+    from shards.datadir import DamagedFile
+    from shards.lock import LockHeld
+    from shards.sources import InputFileError
+    from shards.views import ViewError
+
+    return UserError, cli.UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``["clip.max_s=8", "chunk_s=60"]`` → nested mapping; values are parsed as YAML scalars."""
     tree: dict = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--set expects section.key=value, got {pair!r}")
+            raise UserError(f"--set expects section.key=value, got {pair!r}")
         dotted, raw = pair.split("=", 1)
         node = tree
         *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        try:
+            node[leaf] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {pair!r}: the value is not a YAML scalar ({str(exc).splitlines()[0]})") from exc
     return tree
 
 
@@ -35,14 +56,17 @@ def _merge(base: dict, extra: dict) -> dict:
 def load_ingest_config(config_path: str | None, overrides: list[str]):
     from flows.ingest import IngestConfig
 
+    from shards.sources import read_yaml
+
     values = {}
     if config_path:
-        with open(config_path) as fh:
-            values = yaml.safe_load(fh) or {}
+        values = read_yaml(config_path) or {}
+        if not isinstance(values, dict):
+            raise UserError(f"{config_path}: expected a mapping of sections, got {type(values).__name__}")
     try:
         return IngestConfig.from_dict(_merge(values, parse_overrides(overrides)))
     except (TypeError, ValueError) as exc:
-        raise SystemExit(f"invalid ingest configuration: {exc}") from exc
+        raise UserError(f"invalid ingest configuration{f' in {config_path}' if config_path else ''}: {exc}") from exc
 
 
 def format_report(report) -> str:
@@ -73,7 +97,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     config = load_ingest_config(args.config, args.set)
     try:
-        report = ingest(args.manifest, args.out, config, workers=args.workers, progress=not args.quiet)
+        report = ingest(args.manifest, args.out, config, workers=args.workers, progress=not args.quiet, wait=args.wait)
     except ManifestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -95,17 +119,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"generating synthetic speakers in {manifest.parent} …")
     demo_sources(manifest.parent)
     config = load_ingest_config(args.config, args.set)
-    report = ingest(manifest, data, config, workers=args.workers, progress=not args.quiet)
+    report = ingest(manifest, data, config, workers=args.workers, progress=not args.quiet, wait=args.wait)
     print(format_report(report))
     from filters.profiles import load_profile
     from shards.splits import write_test_view
     from shards.view_aliases import refilter_aliased
     from shards.views import format_view_summary
 
-    split, _ = write_test_view(data, "test")
+    split, _ = write_test_view(data, "test", wait=args.wait)
     print("\n" + format_view_summary(split))
     for name in ("strict", "lenient"):  # as dataset-refresh: an immutable view per snapshot, the alias moved to it
-        view, _, _ = refilter_aliased(data, load_profile(name), alias=name, exclude_split="test")
+        view, _, _ = refilter_aliased(data, load_profile(name), alias=name, exclude_split="test", wait=args.wait)
         print("\n" + format_view_summary(view) + f"\n  alias {name!r} → {view['name']}")
     if args.teacher_steps > 0:
         demo_teacher(out, args.teacher_steps, quiet=args.quiet)
@@ -147,7 +171,7 @@ def cmd_refilter(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _dry_run(args, profile, exclude)
         view, created, alias = refilter_aliased(args.data_dir, profile, name=args.name, alias=args.alias,
-                                                reshard_below=args.reshard_below, exclude_split=exclude)
+                                                reshard_below=args.reshard_below, exclude_split=exclude, wait=args.wait)
     except (ProfileError, ViewError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -172,7 +196,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
     config = load_ingest_config(args.config, args.set)
     try:
-        record = rescore(args.data_dir, args.scorer, config.scoring, code_version=code_version())
+        record = rescore(args.data_dir, args.scorer, config.scoring, code_version=code_version(), wait=args.wait)
     except RescoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -202,6 +226,40 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_data_dir(path: str) -> str:
+    if not Path(path).is_dir():
+        raise UserError(f"no data directory {path}")
+    return path
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from shards.integrity import verify
+
+    _existing_data_dir(args.data_dir)
+    problems = verify(args.data_dir)
+    for problem in problems:
+        print(problem)
+    print(f"{args.data_dir}: {'consistent' if not problems else f'{len(problems)} problem(s); `fada repair {args.data_dir}` fixes what can be rebuilt'}")
+    return 1 if problems else 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    from shards.integrity import repair
+
+    actions, left = repair(_existing_data_dir(args.data_dir), wait=args.wait)
+    for action in actions:
+        print(action)
+    for problem in left:
+        print(f"not repaired: {problem}")
+    print(f"{args.data_dir}: {len(actions)} repair(s); {'consistent now' if not left else f'{len(left)} problem(s) left'}")
+    return 1 if left else 0
+
+
+def add_wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait this long for another writer of the data dir to finish (default: exit 2 at once)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fada", description="FADA data pipeline and distillation")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one configuration value")
         p.add_argument("--workers", type=int, default=None, help="Ray actors (default: all CPUs of the cluster; 0 = no Ray)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        add_wait_option(p)
 
     ingest_p = sub.add_parser("ingest", help="probe, cut, track and crop the sources of a manifest into clips")
     ingest_p.add_argument("manifest", help="sources manifest (.yaml, .csv or .parquet)")
@@ -232,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     refilter_p.add_argument("--dry-run", action="store_true",
                             help="write no view: print kept/rejected per dimension, reason and source tag, and plot the score histograms")
     refilter_p.add_argument("--plots", metavar="DIR", help="with --dry-run: folder for the histograms (default DATA_DIR/dry-runs/NAME)")
+    add_wait_option(refilter_p)
     refilter_p.set_defaults(func=cmd_refilter)
 
     rescore_p = sub.add_parser("rescore", help="recompute one scorer's catalog columns from the shards (no source video read)")
@@ -239,7 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     rescore_p.add_argument("--scorer", required=True, help="source_prior, iqa, iqa_learned, sync, background, movement or face_audio")
     rescore_p.add_argument("--config", help="ingest configuration YAML; only its scoring section is used")
     rescore_p.add_argument("--set", action="append", default=[], metavar="scoring.KEY=VALUE", help="override one scoring setting")
+    add_wait_option(rescore_p)
     rescore_p.set_defaults(func=cmd_rescore)
+
+
+    verify_p = sub.add_parser("verify", help="check shards, lineage, catalog, ledger and views against each other (exit 1 naming each problem)")
+    verify_p.add_argument("data_dir")
+    verify_p.set_defaults(func=cmd_verify)
+
+    repair_p = sub.add_parser("repair", help="rebuild the catalog and lineage from the shards, remove leftovers of killed writes")
+    repair_p.add_argument("data_dir")
+    add_wait_option(repair_p)
+    repair_p.set_defaults(func=cmd_repair)
 
     lineage_p = sub.add_parser("lineage", help="what produced a shard, or which shards and clips came from a source or key")
     lineage_p.add_argument("data_dir")
@@ -260,7 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:
+        if not isinstance(exc, user_error_types()):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

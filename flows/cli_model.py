@@ -15,15 +15,28 @@ from pathlib import Path
 
 def training_config(name_or_path: str, overrides: list[str]) -> dict:
     """A preset or YAML configuration with ``--set section.key=value`` overrides applied."""
-    from fada.config import ConfigError, load_config
+    from fada.config import load_config
     from flows.cli import _merge, parse_overrides
+    from shards.sources import read_yaml
 
-    try:
-        return _merge(load_config(name_or_path), parse_overrides(overrides))
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from exc
+    if Path(name_or_path).is_file():
+        read_yaml(name_or_path)  # undecodable bytes or bad YAML: an error naming the file and line
+    return _merge(load_config(name_or_path), parse_overrides(overrides))
 
 
+def _config_errors_exit_2(command):
+    """Train/distill: a configuration or checkpoint the command cannot use (ValueError, a missing file) is a
+    user error — one line, exit 2 — not a traceback."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+@_config_errors_exit_2
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fada.train_teacher import train_teacher
 
@@ -37,6 +50,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+@_config_errors_exit_2
 def cmd_distill(args: argparse.Namespace) -> int:
     from fada.distill import distill_student
     from flows.cli import parse_overrides
@@ -105,7 +119,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from shards.views import ViewError, format_view_summary
 
     try:
-        view, created = write_test_view(args.data_dir, args.name, fraction=args.fraction, seed=args.seed)
+        view, created = write_test_view(args.data_dir, args.name, fraction=args.fraction, seed=args.seed, wait=args.wait)
     except ViewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -192,4 +206,7 @@ def add_model_commands(sub) -> None:
     p.add_argument("--name", default="test")
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
+    from flows.cli import add_wait_option
+
+    add_wait_option(p)
     p.set_defaults(func=cmd_split)

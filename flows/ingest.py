@@ -7,10 +7,17 @@
 4. Commit each source whose chunks all succeeded (``shards.clip_store``) and write its ledger record;
    a source with a failed chunk is recorded as ``failed`` and retried next run.
 The CLI (``fada ingest``) and the Prefect flows call ``ingest`` alike.
+
+A source's identity is (video sha256, sidecar sha256 or none): the ledger is keyed by the video (clip keys
+derive from it), and a source rejected for its audio is probed again when its sidecar's bytes change.
+A run holds the data dir's writer lock throughout (`shards.lock`), checks before any work that the catalog
+and lineage read and that configured scorer weights load, and marks its step boundaries with
+``crash_point`` (`shards.crashpoints`) for the crash tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -23,7 +30,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import fsspec
-import yaml
 from tqdm.auto import tqdm
 
 from filters.extract import ChunkJob, ChunkResult, ExtractConfig, extract_chunk
@@ -34,9 +40,12 @@ from filters.scoring import ClipScorer, ScoringConfig
 from flows.ray_pool import ActorPool, InlinePool, cluster_cpus, ensure_ray
 from shards.atomic import atomic_write_json
 from shards.clip_store import ClipStore
+from shards.crashpoints import crash_point
+from shards.integrity import check_readable
 from shards.ledger import SourceLedger
+from shards.lock import writer_lock
 from shards.publish import ShardLimits, publish_clips
-from shards.sources import HASH_BLOCK_BYTES, SourceSpec, is_local, load_manifest, source_sha256
+from shards.sources import HASH_BLOCK_BYTES, SourceSpec, is_local, load_manifest, read_yaml, source_sha256
 
 
 PREVIEW_PROFILES = ("strict", "lenient")  # the run summary says how many new clips each would keep
@@ -76,8 +85,28 @@ class IngestConfig:
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> "IngestConfig":
-        with open(path) as fh:
-            return cls.from_dict(yaml.safe_load(fh) or {})
+        return cls.from_dict(read_yaml(path) or {})
+
+
+class IngestInputError(ValueError):
+    """The run cannot start as configured (e.g. unreadable scorer weights); the message names the file."""
+
+
+def check_scoring(config: ScoringConfig) -> None:
+    """Load what the scorers read from files once, before any work (not once per source in every worker)."""
+    from filters.image_quality import LearnedIQAScorer
+    from filters.source_prior import SourcePriorScorer
+    from filters.sync import make_sync_scorer
+
+    SourcePriorScorer.from_config(config.source_priors)
+    for name, path, load in (("syncnet_weights", config.syncnet_weights, make_sync_scorer),
+                             ("iqa_weights", config.iqa_weights, LearnedIQAScorer)):
+        if path is None:
+            continue
+        try:
+            load(path)
+        except Exception as exc:  # any failure to load is the same user error: this file is not usable weights
+            raise IngestInputError(f"{path}: scoring.{name} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from exc
 
 
 def _checked_section(name: str, values: dict, section_cls: type) -> dict:
@@ -98,11 +127,12 @@ class InspectJob:
 @dataclass(frozen=True)
 class Inspection:
     spec: SourceSpec
-    source_id: str
+    source_id: str  # sha256 of the video's bytes
     video_path: str
     audio_path: str | None
     size_bytes: int
     probe: ProbeResult
+    audio_sha256: str | None = None  # sha256 of the sidecar's bytes; None without a (readable) sidecar
 
 
 def code_version() -> str:
@@ -149,9 +179,16 @@ def _local(uri: str | None, cache_dir: str) -> tuple[str | None, str | None]:
 
 def inspect_source(job: InspectJob) -> Inspection:
     source_id, video_path = _local(job.spec.uri, job.cache_dir)
-    _, audio_path = _local(job.spec.audio_uri, job.cache_dir) if job.spec.audio_uri else (None, None)
+    try:
+        audio_sha256, audio_path = _local(job.spec.audio_uri, job.cache_dir)
+    except OSError as exc:  # a missing or unreadable sidecar rejects the source, naming the file
+        probe = probe_source(video_path, limits=job.limits)
+        if probe.ok or probe.reject_reason == "no_audio":
+            probe = dataclasses.replace(probe, reject_reason="sidecar_unreadable",
+                                        detail=f"sidecar {job.spec.audio_uri}: {type(exc).__name__}: {exc.strerror or exc}")
+        return Inspection(job.spec, source_id, video_path, None, os.path.getsize(video_path), probe)
     probe = probe_source(video_path, sidecar_audio=audio_path, limits=job.limits)
-    return Inspection(job.spec, source_id, video_path, audio_path, os.path.getsize(video_path), probe)
+    return Inspection(job.spec, source_id, video_path, audio_path, os.path.getsize(video_path), probe, audio_sha256)
 
 
 def plan_chunks(inspection: Inspection, config: IngestConfig, staging_dir: str) -> list[ChunkJob]:
@@ -226,14 +263,22 @@ def ingest(
     *,
     workers: int | None = None,
     progress: bool = True,
+    wait: float = 0.0,
 ) -> IngestReport:
     """Ingest every new source of the manifest into ``data_dir``; safe to re-run (done sources are skipped).
 
     ``workers``: number of Ray actors (default: the cluster's CPUs); 0 runs everything in this process.
+    ``wait``: seconds to wait for another writer of ``data_dir`` (`shards.lock.LockHeld` after that).
     """
-    started = time.monotonic()
-    data_dir = Path(data_dir)
     specs = load_manifest(manifest)
+    check_scoring(config.scoring)
+    with writer_lock(data_dir, wait=wait, command="ingest"):
+        check_readable(data_dir)
+        return _ingest(specs, Path(data_dir), config, workers, progress)
+
+
+def _ingest(specs: list[SourceSpec], data_dir: Path, config: IngestConfig, workers: int | None, progress: bool) -> IngestReport:
+    started = time.monotonic()
     ledger, store = SourceLedger(data_dir), ClipStore(data_dir)
     report = IngestReport(str(data_dir), datetime.now(timezone.utc).isoformat(timespec="seconds"), config.digest(), code_version())
     make_state = functools.partial(_make_worker_state, config)
@@ -247,14 +292,17 @@ def ingest(
         to_process = _select_new(inspections, ledger, config, report)
         jobs = [job for insp in to_process for job in plan_chunks(insp, config, str(store.reset_staging(insp.source_id)))]
         results = _extract_all(pool, jobs, config, report, progress)
+    crash_point("staged")
     profiles = [load_profile(name) for name in PREVIEW_PROFILES]
     for insp in to_process:
         _commit(insp, results.get(insp.source_id, []), store, ledger, config, report, profiles)
     store.remove_empty_staging()
+    crash_point("all_committed")
     report.shards = [info.name for info in publish_clips(
         data_dir, dataset_version=config.dataset_version, limits=config.shards,
         code_version=report.code_version, config_hash=report.config_hash,
     )]
+    crash_point("published")
     report.seconds = round(time.monotonic() - started, 2)
     atomic_write_json(data_dir / "runs" / f"ingest-{report.started_at.replace(':', '')}.json", report.to_dict())
     return report
@@ -277,7 +325,7 @@ def _select_new(inspections, ledger, config, report) -> list[Inspection]:
     selected, seen = [], set()
     for insp in inspections:
         row = {"uri": insp.spec.uri, "source_id": insp.source_id}
-        if insp.source_id in seen or ledger.is_final(insp.source_id):
+        if insp.source_id in seen or ledger.is_final(insp.source_id, insp.audio_sha256, insp.spec.audio_uri is not None):
             ledger.add_alias(insp.source_id, insp.spec.uri)
             report.sources.append({**row, "outcome": "skipped", "reason": "already_ingested"})
             continue
@@ -314,6 +362,7 @@ def _commit(insp: Inspection, chunk_results: list, store: ClipStore, ledger: Sou
         return
     clips = [clip for result in chunk_results for clip in result.clips]
     records = store.commit_source(insp.source_id, _source_fields(insp), clips)
+    crash_point("committed")
     for record in records:
         if record["status"] == "ok":
             report.clips_ok += 1
@@ -322,6 +371,7 @@ def _commit(insp: Inspection, chunk_results: list, store: ClipStore, ledger: Sou
         else:
             report.clips_rejected[record["reject_reason"]] += 1
     ledger.write(_ledger_record(insp, "done", None, "", records, config, report))
+    crash_point("ledger_written")
     report.sources.append({**row, "outcome": "ingested", "reason": None, "clips": sum(r["status"] == "ok" for r in records)})
 
 
@@ -361,6 +411,7 @@ def _ledger_record(insp, status, reason, detail, records, config, report) -> dic
         "aliases": [],
         "tag": insp.spec.tag,
         "audio_uri": insp.spec.audio_uri,
+        "audio_sha256": insp.audio_sha256,
         "license": insp.spec.license,
         "size_bytes": insp.size_bytes,
         "status": status,

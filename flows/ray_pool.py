@@ -27,16 +27,27 @@ class JobOutcome:
 
 def ensure_ray(num_cpus: int | None = None) -> None:
     """Connect to ``RAY_ADDRESS`` when set (``auto`` on a cluster node), else start a new local Ray on
-    127.0.0.1 — never silently joining some other Ray already running on the machine (once per process)."""
+    127.0.0.1 — never silently joining some other Ray already running on the machine (once per process).
+
+    A local Ray listens on loopback only (GCS, raylet, workers, the dashboard agent) and starts no dashboard:
+    Ray turns a node address of 127.0.0.1 into the machine's network address unless multi-node clusters are
+    off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which Ray reads when imported, hence also set on its
+    constants module when Ray was imported before this call).
+    """
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    address = os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
         ray.init(
             address="local",
             num_cpus=num_cpus,

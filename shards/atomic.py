@@ -14,12 +14,29 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def current_umask() -> int:
+    """The process umask (read from /proc without changing it where possible)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(final_path: str | os.PathLike, suffix: str | None = None, *, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it over ``final_path`` on success.
 
     The temporary name starts with a dot and keeps the final extension (encoders pick the container
-    from it). On an exception the temporary file is removed and the target is left untouched.
+    from it); `shards.datadir` recognises it as a leftover when the writer is killed. The file gets the
+    permissions of any new file (0666 less the umask), not mkstemp's 0600. On an exception the temporary
+    file is removed and the target is left untouched. ``exclusive``: never replace an existing target
+    (FileExistsError) — for immutable files such as views.
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,13 +46,17 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     tmp_path = Path(tmp_name)
     try:
         yield tmp_path
-        os.replace(tmp_path, final_path)
+        os.chmod(tmp_path, 0o666 & ~current_umask())
+        if exclusive:
+            os.link(tmp_path, final_path)  # fails when the target exists, atomically
+        else:
+            os.replace(tmp_path, final_path)
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(final_path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(final_path) as tmp:
+def atomic_write_bytes(final_path: str | os.PathLike, data: bytes, *, exclusive: bool = False) -> None:
+    with atomic_path(final_path, exclusive=exclusive) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -58,8 +79,8 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def atomic_write_json(final_path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(final_path, (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
+def atomic_write_json(final_path: str | os.PathLike, obj: Any, *, exclusive: bool = False) -> None:
+    atomic_write_bytes(final_path, (json.dumps(obj, indent=1, sort_keys=True, allow_nan=False) + "\n").encode(), exclusive=exclusive)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -184,19 +184,22 @@ def iter_catalog(data_dir: str | os.PathLike, columns: list[str], files: list[Pa
     if not rows:
         return
     columns = list(columns)
-    overlays = [(pq.read_table(path, columns=["key", *carried], read_dictionary=[c for c in carried if c in dictionary]), carried)
-                for path, carried in _overlays(column_parts, columns)]
-    read = columns if not overlays or "key" in columns else ["key", *columns]
-    schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in CATALOG_SCHEMA])
-    parquet = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns=set(dictionary)))
-    dataset = pads.dataset([str(f) for f in rows], schema=schema, format=parquet)
-    for batch in dataset.to_batches(columns=read, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
-        if not batch.num_rows:
-            continue
-        table = pa.Table.from_batches([batch])
-        for part, carried in overlays:
-            table = _apply_column_part(table, part, carried)
-        yield table.select(columns)
+    try:  # a damaged part raises an error naming it and pointing at `fada repair` (pyarrow's names no file)
+        overlays = [(pq.read_table(path, columns=["key", *carried], read_dictionary=[c for c in carried if c in dictionary]), carried)
+                    for path, carried in _overlays(column_parts, columns)]
+        read = columns if not overlays or "key" in columns else ["key", *columns]
+        schema = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in dictionary else f for f in CATALOG_SCHEMA])
+        parquet = pads.ParquetFileFormat(read_options=pads.ParquetReadOptions(dictionary_columns=set(dictionary)))
+        dataset = pads.dataset([str(f) for f in rows], schema=schema, format=parquet)
+        for batch in dataset.to_batches(columns=read, batch_size=batch_rows, batch_readahead=2, fragment_readahead=1):
+            if not batch.num_rows:
+                continue
+            table = pa.Table.from_batches([batch])
+            for part, carried in overlays:
+                table = _apply_column_part(table, part, carried)
+            yield table.select(columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise damaged_part_error(data_dir, rows + column_parts, exc) from exc
 
 
 def _bisect(keys: pa.ChunkedArray, value: str, right: bool) -> int:
@@ -230,17 +233,51 @@ def _apply_column_part(table: pa.Table, part: pa.Table, carried: list[str]) -> p
     return table
 
 
-def records_from_shards(data_dir: str | os.PathLike) -> tuple[list[dict], dict[str, str]]:
-    """Every clip record stored in the shards' JSON members, and the shard each key lives in."""
+def check_part(path: str | os.PathLike) -> None:
+    """Read one part whole (every page); raises what pyarrow raises for a damaged file."""
+    if is_column_part(path):
+        column_part_info(path)
+        pq.read_table(path)
+    else:
+        pq.read_table(path, schema=CATALOG_SCHEMA)
+
+
+def damaged_part_error(data_dir: str | os.PathLike, files: list[Path], exc: Exception) -> Exception:
+    """`DamagedFile` naming the first part that does not read (pyarrow's error names none), else ``exc``."""
+    from shards.datadir import DamagedFile
+
+    for path in files:
+        try:
+            check_part(path)
+        except (pa.ArrowException, OSError) as part_exc:
+            return DamagedFile(path, f"damaged catalog part ({part_exc})", data_dir)
+    return exc
+
+
+def is_derived(shard: str) -> bool:
+    """Shards a refilter's reshard copied (``shards/view-<name>/``) rather than ingest published."""
+    return Path(shard).parent.name.startswith("view-")
+
+
+def records_from_shards(data_dir: str | os.PathLike, shards: list[str] | None = None) -> tuple[list[dict], dict[str, str]]:
+    """Every clip record stored in the published shards' JSON members (``shards``: only these, relative to
+    ``data_dir``), and the shard each key lives in. Derived (resharded) copies are left out, and a key found
+    in two shards is taken from the first."""
     data_dir = Path(data_dir)
-    records, shard_of_key = [], {}
-    for shard in sorted(data_dir.glob("shards/*/clips-*.tar")):
+    paths = sorted(data_dir / s for s in shards) if shards is not None else sorted(data_dir.glob("shards/*/clips-*.tar"))
+    records, shard_of_key, seen = [], {}, set()
+    for shard in paths:
         relative = str(shard.relative_to(data_dir))
+        if is_derived(relative):
+            continue
         with tarfile.open(shard) as tar:
             for member in tar:
                 if not member.name.endswith(".json"):
                     continue
                 record = json.loads(tar.extractfile(member).read())
+                if record["key"] in seen:
+                    continue
+                seen.add(record["key"])
                 records.append(record)
                 if record.get("status") == "ok":
                     shard_of_key[record["key"]] = relative
@@ -248,13 +285,21 @@ def records_from_shards(data_dir: str | os.PathLike) -> tuple[list[dict], dict[s
 
 
 def rebuild_catalog(data_dir: str | os.PathLike) -> Path | None:
-    """Recreate the catalog from the shards alone (after a loss): built aside, then swapped in."""
+    """Recreate the catalog's rows from the shards (after a loss or damage): built aside, then swapped in.
+    The column parts of rescores (`shards.rescore`) that still read are carried over: their scores exist
+    nowhere else."""
     records, shard_of_key = records_from_shards(data_dir)
     folder = catalog_dir(data_dir)
     building = folder.with_name(".catalog.rebuild")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
     pq.write_table(rows_to_table(records, shard_of_key).sort_by("key"), building / "part-000000.parquet", compression="zstd")
+    for part in (p for p in catalog_files(data_dir) if is_column_part(p)):
+        try:
+            check_part(part)
+        except (pa.ArrowException, OSError, KeyError, ValueError):
+            continue  # a damaged rescore part is dropped: rerun that rescore
+        shutil.copy2(part, building / part.name)
     retired = folder.with_name(".catalog.old")
     shutil.rmtree(retired, ignore_errors=True)
     if folder.exists():

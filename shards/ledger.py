@@ -3,6 +3,11 @@
 A source whose record says ``done`` or ``rejected`` is never processed again; a renamed or re-listed
 copy (same bytes, same sha256) only adds its URI to the record's aliases. ``failed`` sources (a task
 crashed) are retried on the next run.
+
+A source is (video sha256, sidecar sha256 or none); records are filed under the video's sha256 (clip keys
+derive from it) and hold the sidecar's as ``audio_sha256``. A source rejected for its audio
+(``AUDIO_REJECTIONS``) is processed again when listed with a sidecar of other bytes. Records written before
+``audio_sha256`` existed read as having none.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 from shards.atomic import atomic_write_json, read_json
 
 FINAL_STATUSES = ("done", "rejected")
+AUDIO_REJECTIONS = ("no_audio", "too_short", "sidecar_unreadable")  # filters.probe reasons a new sidecar can change
 
 
 class SourceLedger:
@@ -26,9 +32,16 @@ class SourceLedger:
         path = self.path_for(source_id)
         return read_json(path) if path.exists() else None
 
-    def is_final(self, source_id: str) -> bool:
+    def is_final(self, source_id: str, audio_sha256: str | None = None, audio_listed: bool = False) -> bool:
+        """True when the source needs no processing: done, or rejected for a reason its sidecar cannot change.
+
+        The sidecar is ``audio_sha256`` (None when none is listed or it cannot be read) and whether one is
+        listed at all, so listing a sidecar for a source rejected without one probes it again."""
         record = self.get(source_id)
-        return record is not None and record.get("status") in FINAL_STATUSES
+        if record is None or record.get("status") not in FINAL_STATUSES:
+            return False
+        audio_changed = (record.get("audio_sha256"), record.get("audio_uri") is not None) != (audio_sha256, audio_listed)
+        return not (record["status"] == "rejected" and record.get("reject_reason") in AUDIO_REJECTIONS and audio_changed)
 
     def write(self, record: dict) -> None:
         atomic_write_json(self.path_for(record["source_id"]), record)
@@ -45,4 +58,4 @@ class SourceLedger:
     def records(self) -> list[dict]:
         if not self.root.exists():
             return []
-        return [read_json(path) for path in sorted(self.root.glob("*.json"))]
+        return [read_json(path) for path in sorted(self.root.glob("[!.]*.json"))]  # not temporary files

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from shards.atomic import atomic_write_json, read_json
+from shards.datadir import DamagedFile
 
 
 def lineage_path(shard_path: str | os.PathLike) -> Path:
@@ -63,9 +64,32 @@ def write_lineage(data_dir: str | os.PathLike, doc: dict) -> Path:
     return path
 
 
+def shard_path_of(lineage_file: str | os.PathLike) -> Path:
+    lineage_file = Path(lineage_file)
+    return lineage_file.with_name(lineage_file.name.removesuffix(".lineage.json") + ".tar")
+
+
+def read_lineage(path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> dict:
+    """One lineage sidecar; a damaged one raises `DamagedFile` naming it."""
+    try:
+        doc = read_json(path)
+    except ValueError as exc:  # invalid JSON or UTF-8
+        raise DamagedFile(path, f"damaged lineage file ({exc})", data_dir) from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list) or not isinstance(doc.get("sources"), list):
+        raise DamagedFile(path, "damaged lineage file (not a lineage record)", data_dir)
+    return doc
+
+
+def lineage_files(data_dir: str | os.PathLike) -> list[Path]:
+    return sorted(Path(data_dir).glob("shards/*/*.lineage.json"))
+
+
 def iter_lineage(data_dir: str | os.PathLike) -> Iterator[dict]:
-    for path in sorted(Path(data_dir).glob("shards/*/*.lineage.json")):
-        yield read_json(path)
+    """The lineage of every shard. A sidecar whose shard is missing (a publish killed between writing the
+    lineage and renaming the shard into place) describes nothing and is skipped; the next writer removes it."""
+    for path in lineage_files(data_dir):
+        if shard_path_of(path).exists():
+            yield read_lineage(path, data_dir)
 
 
 def lookup(data_dir: str | os.PathLike, query: str) -> dict:

@@ -6,6 +6,11 @@ for rebuilding the catalog) into new shards after the existing ones, writes each
 appends the catalog part, and only then removes the published clip folders. A key already listed in a
 lineage sidecar is never written again, and catalog rows missing for sharded keys (a crash between the
 two) are restored from the shards first — so re-running after any interruption is safe.
+
+A shard's lineage is written under its final name before the shard is renamed into place, so a visible
+shard always has its lineage; a lineage whose shard never appeared (killed between the two) is removed here.
+Publishing holds the data dir's writer lock (`shards.lock`); ``crash_point`` marks each step boundary for the
+crash tests.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shards.atomic import read_json
-from shards.catalog import append_part, read_catalog, records_from_shards, rows_to_table
+from shards.catalog import append_part, is_derived, read_catalog, records_from_shards, rows_to_table
 from shards.clip_store import ClipStore
-from shards.lineage import build_lineage, iter_lineage, write_lineage
+from shards.crashpoints import crash_point
+from shards.lineage import build_lineage, iter_lineage, shard_path_of, write_lineage
+from shards.lock import writer_lock
 from shards.shard_writer import ShardInfo, ShardWriter
 
 
@@ -33,12 +40,20 @@ def _next_index(folder: Path) -> int:
     return int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
 
 
-def _repair_catalog(data_dir: Path, sharded_keys: set[str]) -> None:
+def remove_unshipped_lineage(shard_folder: Path) -> list[Path]:
+    """Lineage sidecars whose shard was never renamed into place (the writer died in between)."""
+    removed = [path for path in sorted(shard_folder.glob("clips-*.lineage.json")) if not shard_path_of(path).exists()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
+def _repair_catalog(data_dir: Path, lineage: list[dict]) -> None:
     catalogued = set(read_catalog(data_dir, columns=["key"]).column("key").to_pylist())
-    missing = sharded_keys - catalogued
-    if missing:
-        records, shard_of_key = records_from_shards(data_dir)
-        append_part(data_dir, rows_to_table([r for r in records if r["key"] in missing], shard_of_key))
+    missing_in = [doc["shard"] for doc in lineage if not set(doc["keys"]) <= catalogued]
+    if missing_in:
+        records, shard_of_key = records_from_shards(data_dir, shards=missing_in)
+        append_part(data_dir, rows_to_table([r for r in records if r["key"] not in catalogued], shard_of_key))
 
 
 def publish_clips(
@@ -50,16 +65,21 @@ def publish_clips(
     config_hash: str = "",
 ) -> list[ShardInfo]:
     data_dir = Path(data_dir)
-    sharded = {key for doc in iter_lineage(data_dir) for key in doc["keys"]}
-    _repair_catalog(data_dir, sharded)
-    store = ClipStore(data_dir)
-    folders = sorted(p for p in store.clips_root.glob("*") if p.is_dir() and not p.name.startswith(".")) if store.clips_root.exists() else []
-    records = sorted((read_json(path) for folder in folders for path in folder.glob("*.json")), key=lambda r: r["key"])
-    pending = [r for r in records if r["key"] not in sharded]
+    with writer_lock(data_dir, command="publish"):
+        return _publish(data_dir, dataset_version, limits, code_version, config_hash)
+
+
+def _publish(data_dir: Path, dataset_version: str, limits: ShardLimits, code_version: str, config_hash: str) -> list[ShardInfo]:
     shard_folder = data_dir / "shards" / dataset_version
     shard_folder.mkdir(parents=True, exist_ok=True)
-    for stale in shard_folder.glob(".clips-*.tmp"):  # left by a killed writer; never visible as a shard
-        stale.unlink()
+    remove_unshipped_lineage(shard_folder)
+    lineage = [doc for doc in iter_lineage(data_dir) if not is_derived(doc["shard"])]
+    sharded = {key for doc in lineage for key in doc["keys"]}
+    _repair_catalog(data_dir, lineage)
+    store = ClipStore(data_dir)
+    folders = sorted(p for p in store.clips_root.glob("*") if p.is_dir() and not p.name.startswith(".")) if store.clips_root.exists() else []
+    records = sorted((read_json(path) for folder in folders for path in folder.glob("[!.]*.json")), key=lambda r: r["key"])
+    pending = [r for r in records if r["key"] not in sharded]
     by_key = {r["key"]: r for r in pending}
     shard_of_key: dict[str, str] = {}
     scorers = next((r["scorers"] for r in pending if r.get("scorers")), {})
@@ -82,6 +102,8 @@ def publish_clips(
                 files["wav"] = (folder / f"{record['key']}.wav").read_bytes()
             writer.add(record["key"], files)
     append_part(data_dir, rows_to_table(pending, shard_of_key))
+    crash_point("catalog_part_written")
     for folder in folders:
         shutil.rmtree(folder)
+    crash_point("queue_removed")
     return writer.written

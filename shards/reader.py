@@ -27,6 +27,9 @@ main process (``num_workers=0``) to read totals from ``dataset.stats``. Reasons:
 * ``unsafe_key`` — a member whose key (the name up to its extension) has a dot, '/', '..' or is absolute;
   counted per member, whose bytes are never read;
 * ``unknown_member`` — an extension other than mp4/wav/json; ``missing_member`` — a sample lacking one;
+* ``oversize_member`` — a member larger than ``max_member_bytes`` (default 256 MiB, far above any clip),
+  skipped without being read (the tar stream moves past it in small blocks); its sample then also counts
+  as ``missing_member``;
 * ``bad_record``, ``bad_audio``, ``bad_video`` — json that is not a 25-fps record, wav that is undecodable
   or not 16 kHz mono, undecodable mp4;
 * ``too_short_for_window`` — fewer frames (with audio) than ``n_motion_frames + n_frames``.
@@ -50,13 +53,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 import webdataset as wds
-from webdataset.tariterators import group_by_keys, tar_file_iterator
+from webdataset.tariterators import group_by_keys
 
 from shards.shard_writer import SAMPLE_EXTENSIONS, check_key
 
 AUDIO_RATE = 16_000
 FPS = 25
 SAMPLES_PER_FRAME = AUDIO_RATE // FPS  # 640
+MAX_MEMBER_BYTES = 256 * 1024**2
 
 
 class SkippedSampleWarning(UserWarning):
@@ -165,7 +169,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
     def __init__(self, data_dir: str | os.PathLike, view_name: str, *, n_frames: int = 16, n_motion_frames: int = 2,
                  frame_size: int | tuple[int, int] | None = None, windows_per_clip: int = 1, shuffle_buffer: int = 64,
                  seed: int = 0, rank: int | None = None, world_size: int | None = None,
-                 audio_context_frames: int = 0):
+                 audio_context_frames: int = 0, max_member_bytes: int = MAX_MEMBER_BYTES):
         super().__init__()
         if n_frames < 1 or n_motion_frames < 0 or windows_per_clip < 1 or shuffle_buffer < 0:
             raise ValueError("need n_frames >= 1, n_motion_frames >= 0, windows_per_clip >= 1, shuffle_buffer >= 0")
@@ -177,7 +181,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
         self.n_frames, self.n_motion_frames, self.windows_per_clip = n_frames, n_motion_frames, windows_per_clip
         self.frame_size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
         self.shuffle_buffer, self.seed, self.epoch = shuffle_buffer, seed, 0
-        self.audio_context_frames = audio_context_frames
+        self.audio_context_frames, self.max_member_bytes = audio_context_frames, max_member_bytes
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.stats = ReaderStats()
 
@@ -220,12 +224,22 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
             select = partial(self._wanted, keys=self.keys_by_url[url], url=url)
             try:
                 with open(url, "rb") as stream:
-                    for member in tar_file_iterator(stream, handler=self.stats.on_tar_error, select_files=select):
-                        member["__url__"] = url
-                        yield member
+                    yield from self._read_members(stream, url, select)
             except (OSError, EOFError, tarfile.TarError) as exn:  # the samples read so far are checked below
                 self.stats.skip("unreadable_tar", f"rest of {url} ({type(exn).__name__}: {exn})")
             yield {}
+
+    def _read_members(self, stream, url: str, select):
+        """The wanted regular members of a tar stream, each read once; oversize ones are skipped unread."""
+        tar = tarfile.open(fileobj=stream, mode="r|*")
+        for info in tar:
+            if not info.isreg() or not select(info.name):
+                continue
+            if info.size > self.max_member_bytes:
+                self.stats.skip("oversize_member", f"member {info.name!r} of {url} ({info.size} bytes > {self.max_member_bytes})")
+                continue
+            yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
+            tar.members = []  # a stream holds no index of what it has passed
 
     def _wanted(self, name: str, *, keys: frozenset, url: str) -> bool:
         """Read a member only if its key is safe, its extension known and its key in the view."""

@@ -149,8 +149,18 @@ def commit_rescore(data_dir: str | os.PathLike, table: pa.Table, scorer_name: st
 
 
 def rescore(data_dir: str | os.PathLike, scorer_name: str, config: ScoringConfig = ScoringConfig(), *,
-            code_version: str | None = None, progress=None) -> dict:
-    """Recompute ``scorer_name``'s columns for the catalog's clips from the shards; returns the lineage record."""
+            code_version: str | None = None, progress=None, wait: float = 0.0) -> dict:
+    """Recompute ``scorer_name``'s columns for the catalog's clips from the shards; returns the lineage record.
+    Holds the data dir's writer lock throughout (``wait`` seconds for another writer): the shards it reads
+    stay as they are until its part is committed."""
+    from shards.lock import writer_lock
+
+    with writer_lock(data_dir, wait=wait, command=f"rescore {scorer_name}"):
+        return _rescore(data_dir, scorer_name, config, code_version=code_version, progress=progress)
+
+
+def _rescore(data_dir: str | os.PathLike, scorer_name: str, config: ScoringConfig, *, code_version: str | None,
+             progress) -> dict:
     started = datetime.now(timezone.utc)
     scored = score_shards(data_dir, scorer_name, config, progress)
     config_doc = config.to_dict()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tarfile
 from collections import defaultdict
 from pathlib import Path
@@ -57,6 +58,8 @@ def reshard(
     if not sparse:
         return shard_keys
     folder = data_dir / "shards" / f"view-{view_name}"
+    if folder.exists():  # copies of a refilter killed before it wrote the view (refilter holds the writer lock)
+        shutil.rmtree(folder)
     records: dict[str, dict] = {}
     parents_of: dict[str, str] = {}
     result = {shard: keys for shard, keys in shard_keys.items() if shard not in sparse}

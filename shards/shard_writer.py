@@ -2,7 +2,8 @@
 
 Shards are bounded by sample count and bytes (defaults: 1000 samples, 1 GiB — a few minutes of streaming
 per shard, large enough to keep object-store requests cheap). Each shard is written under a hidden
-temporary name and renamed when complete, so a reader never sees a partial shard. Tar members are written
+temporary name and renamed when complete (after ``on_close``, so its lineage is there first), so a reader
+never sees a partial shard. Tar members are written
 deterministically (sorted, mtime 0, root-owned, read-only), so the same samples give byte-identical shards.
 The destination is any fsspec URL; a local directory by default.
 """
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import fsspec
+
+from shards.crashpoints import crash_point
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 SAMPLE_EXTENSIONS = ("json", "mp4", "wav")
@@ -93,6 +96,7 @@ class ShardWriter:
             member.uname = member.gname = "root"
             self._tar.addfile(member, io.BytesIO(files[extension]))
         self._info.keys.append(key)
+        crash_point("shard_member_written")
 
     def _start(self) -> None:
         name = SHARD_PATTERN % self.index
@@ -103,12 +107,17 @@ class ShardWriter:
         self._tar = tarfile.open(fileobj=self._hasher, mode="w", format=tarfile.USTAR_FORMAT)
 
     def _finish(self) -> None:
+        """Complete the shard: ``on_close`` runs while it is still under its temporary name (publish writes
+        its lineage then), and the rename makes it visible last — a visible shard always has its lineage."""
         self._tar.close()
         self._file.close()
         self._info.sha256, self._info.size = self._hasher.digest.hexdigest(), self._hasher.size
-        self.fs.mv(self._tmp_path, f"{self.folder}/{self._info.name}")
+        crash_point("shard_closed")
         if self.on_close is not None:
             self.on_close(self._info)
+        crash_point("shard_before_rename")
+        self.fs.mv(self._tmp_path, f"{self.folder}/{self._info.name}")
+        crash_point("shard_renamed")
         self.written.append(self._info)
         self.index += 1
         self._tar = self._file = self._hasher = self._info = None

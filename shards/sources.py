@@ -25,8 +25,31 @@ REQUIRED_COLUMNS = ("uri", "tag")
 HASH_BLOCK_BYTES = 1 << 20
 
 
-class ManifestError(ValueError):
+class InputFileError(ValueError):
+    """A user's file (manifest, configuration) cannot be used as written; the message names the file and the
+    line, row or key."""
+
+
+class ManifestError(InputFileError):
     """The manifest cannot be used as written; the message names the row and the problem."""
+
+
+def _line_of(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def read_yaml(path: str | os.PathLike, error: type[InputFileError] = InputFileError) -> object:
+    """``yaml.safe_load`` of a file; undecodable bytes or bad YAML raise ``error`` naming the file and line."""
+    data = Path(path).read_bytes()
+    try:
+        return yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: line {_line_of(data, exc.start)}: not UTF-8 text ({exc.reason})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{path}: {where}: invalid YAML ({problem})") from exc
 
 
 @dataclass(frozen=True)
@@ -49,20 +72,45 @@ def load_manifest(path: str | os.PathLike) -> list[SourceSpec]:
     if suffix in (".yaml", ".yml"):
         rows = _yaml_rows(path)
     elif suffix == ".csv":
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = _csv_rows(path)
     elif suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = pq.read_table(path).to_pylist()
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except (pa.ArrowException, OSError) as exc:
+            raise ManifestError(f"{path}: not a readable parquet file ({exc})") from exc
     else:
         raise ManifestError(f"{path}: unknown manifest format {suffix!r} (use .yaml, .csv or .parquet)")
-    return [_row_to_spec(row, index, path.parent) for index, row in enumerate(rows, start=1)]
+    specs = []
+    for index, row in enumerate(rows, start=1):
+        try:
+            specs.append(_row_to_spec(row, index, path.parent))
+        except ManifestError as exc:
+            raise ManifestError(f"{path}: {exc}") from exc
+    return specs
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: line {_line_of(data, exc.start)}: not UTF-8 text ({exc.reason})") from exc
+    reader = csv.DictReader(text.splitlines(keepends=True), strict=True)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from exc
+    for row in rows:
+        if None in row:  # more fields than the header names
+            raise ManifestError(f"{path}: line {reader.line_num}: more fields than the header {reader.fieldnames}")
+    return rows
 
 
 def _yaml_rows(path: Path) -> list[dict]:
-    with open(path) as fh:
-        doc = yaml.safe_load(fh)
+    doc = read_yaml(path, ManifestError)
     if isinstance(doc, dict) and "sources" in doc:
         doc = doc["sources"]
     if not isinstance(doc, list):
@@ -76,7 +124,7 @@ def _row_to_spec(row: object, index: int, base_dir: Path) -> SourceSpec:
     unknown = sorted(set(row) - set(MANIFEST_COLUMNS))
     if unknown:
         raise ManifestError(f"row {index}: unknown column(s) {unknown}; allowed: {list(MANIFEST_COLUMNS)}")
-    values = {key: _clean(row.get(key)) for key in MANIFEST_COLUMNS}
+    values = {key: _clean(row.get(key), index, key) for key in MANIFEST_COLUMNS}
     for key in REQUIRED_COLUMNS:
         if values[key] is None:
             raise ManifestError(f"row {index}: missing required column {key!r}")
@@ -86,9 +134,13 @@ def _row_to_spec(row: object, index: int, base_dir: Path) -> SourceSpec:
     return SourceSpec(**values)
 
 
-def _clean(value: object) -> str | None:
+def _clean(value: object, index: int, key: str) -> str | None:
+    """A manifest value as text: strings, and numbers for ``tag``/``license``; anything else is refused."""
     if value is None:
         return None
+    numbers_allowed = key in ("tag", "license") and isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not isinstance(value, str) and not numbers_allowed:
+        raise ManifestError(f"row {index}: key {key!r} must be text, got {type(value).__name__} {value!r}")
     text = str(value).strip()
     return text or None
 

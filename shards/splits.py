@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from shards.atomic import atomic_write_json, read_json
 from shards.catalog import read_catalog
+from shards.lock import writer_lock
 from shards.views import ViewError, _summary, catalog_snapshot, view_path
 
 
@@ -94,12 +95,19 @@ def without_split(table: pa.Table, keep: np.ndarray, reasons: pa.Array, name: st
     return keep & ~held, reasons
 
 
-def write_test_view(data_dir: str | os.PathLike, name: str = "test", fraction: float = 0.1, seed: int = 0) -> tuple[dict, bool]:
+def write_test_view(data_dir: str | os.PathLike, name: str = "test", fraction: float = 0.1, seed: int = 0, *,
+                    wait: float = 0.0) -> tuple[dict, bool]:
     """Write (or find identical) test-split view ``name``; returns (view, created).
 
     Like ``refilter``: re-running with the same rule over the same catalog snapshot is a no-op; the name
     taken by another rule, by a view that is not a split, or by an older catalog snapshot is a ViewError.
+    Holds the data dir's writer lock (``wait`` seconds for another writer, then `shards.lock.LockHeld`).
     """
+    with writer_lock(data_dir, wait=wait, command=f"split {name}"):
+        return _write_test_view(data_dir, name, fraction, seed)
+
+
+def _write_test_view(data_dir: str | os.PathLike, name: str, fraction: float, seed: int) -> tuple[dict, bool]:
     path = view_path(data_dir, name)
     snapshot = catalog_snapshot(data_dir)
     if not snapshot["files"]:
@@ -133,5 +141,5 @@ def write_test_view(data_dir: str | os.PathLike, name: str = "test", fraction: f
         "summary": _summary(table, keep, reasons),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_json(path, view)
+    atomic_write_json(path, view, exclusive=True)
     return view, True

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from filters.profiles import PROFILE_DIR, Profile, load_profile
 from shards.atomic import atomic_write_json, read_json
+from shards.lock import writer_lock
 from shards.views import ViewError, catalog_snapshot, refilter, view_path
 
 
@@ -35,8 +36,13 @@ def read_alias(data_dir: str | os.PathLike, alias: str) -> dict | None:
 
 
 def set_alias(data_dir: str | os.PathLike, alias: str, view_name: str) -> dict:
-    """Point ``alias`` at the existing view ``view_name``; returns the alias document (unchanged when it
-    already points there)."""
+    """Point ``alias`` at the existing view ``view_name`` (under the data dir's writer lock); returns the alias
+    document (unchanged when it already points there)."""
+    with writer_lock(data_dir, command=f"alias {alias}"):
+        return _set_alias(data_dir, alias, view_name)
+
+
+def _set_alias(data_dir: str | os.PathLike, alias: str, view_name: str) -> dict:
     if not view_path(data_dir, view_name).is_file():
         raise ViewError(f"alias {alias!r}: no view {view_name!r} to point at")
     if view_path(data_dir, alias).is_file():
@@ -80,9 +86,11 @@ def default_view_name(data_dir: str | os.PathLike, profile: Profile) -> str:
 
 
 def refilter_aliased(data_dir: str | os.PathLike, profile: Profile, *, name: str | None = None, alias: str | None = None,
-                     reshard_below: float | None = None, exclude_split: str | None = None) -> tuple[dict, bool, dict | None]:
+                     reshard_below: float | None = None, exclude_split: str | None = None,
+                     wait: float = 0.0) -> tuple[dict, bool, dict | None]:
     """`shards.views.refilter` into ``name`` (default: `default_view_name`), then point ``alias`` at it;
     returns (view, created, alias document or None)."""
-    name = name or default_view_name(data_dir, profile)
-    view, created = refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split)
-    return view, created, (set_alias(data_dir, alias, name) if alias else None)
+    with writer_lock(data_dir, wait=wait, command=f"refilter {name or profile.name}"):  # the view and its alias together
+        name = name or default_view_name(data_dir, profile)
+        view, created = refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split)
+        return view, created, (set_alias(data_dir, alias, name) if alias else None)

@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from filters.profiles import Bound, Profile
 from shards.atomic import atomic_path, atomic_write_json, read_json
 from shards.catalog import catalog_dir, catalog_files, iter_catalog
+from shards.lock import writer_lock
 from shards.reshard import reshard
 
 
@@ -301,7 +302,15 @@ def scan_selection(data_dir: str | os.PathLike, profile: Profile, files: list[Pa
 
 
 def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
-             exclude_split: str | None = None) -> tuple[dict, bool]:
+             exclude_split: str | None = None, wait: float = 0.0) -> tuple[dict, bool]:
+    """`_refilter` holding the data dir's writer lock (`shards.lock`; ``wait`` seconds for another writer), so
+    of two refilters of one name exactly one writes and the other finds the name taken (or identical)."""
+    with writer_lock(data_dir, wait=wait, command=f"refilter {name}"):
+        return _refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split)
+
+
+def _refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
+              exclude_split: str | None = None) -> tuple[dict, bool]:
     """Write (or find identical) view ``name``; returns (view, created).
 
     ``reshard_below`` (e.g. 0.5): shards the view keeps less than that share of are first copied into new
@@ -381,20 +390,21 @@ def format_dry_run(report: dict) -> str:
 
 
 def write_view(path: Path, view: dict) -> None:
-    """Write the view JSON atomically (temporary name, then rename). The one place a view file is written.
+    """Write the view JSON atomically (temporary name, then rename, never replacing an existing view). The one
+    place a view file is written.
 
     A `KeysByShard` is written from the Arrow key buffer: one ``"key",`` string per row made by Arrow and
     sliced per shard, so no key becomes a Python string (keys that would need JSON escaping fall back to
     ``json.dumps``)."""
     shards = view["shards"]
     if not isinstance(shards, KeysByShard) or not shards.spans or pc.any(pc.match_substring_regex(shards.keys_array(), r'["\\\x00-\x1f]')).as_py():
-        atomic_write_json(path, {**view, "shards": {shard: list(keys) for shard, keys in shards.items()}})
+        atomic_write_json(path, {**view, "shards": {shard: list(keys) for shard, keys in shards.items()}}, exclusive=True)
         return
     rest = json.dumps({k: v for k, v in view.items() if k != "shards"}, indent=1, sort_keys=True, allow_nan=False)
     quoted = pc.binary_join_element_wise('"', shards.keys_array(), '",', "")  # '"key",' per row, one buffer
     offsets = np.frombuffer(quoted.buffers()[1], np.int32)[quoted.offset:quoted.offset + len(quoted) + 1]
     data = memoryview(quoted.buffers()[2])
-    with atomic_path(path) as tmp, open(tmp, "wb") as out:
+    with atomic_path(path, exclusive=True) as tmp, open(tmp, "wb") as out:
         out.write(b'{\n "shards": {')
         for index, (shard, (i, j)) in enumerate(shards.spans.items()):
             out.write(((",\n  " if index else "\n  ") + json.dumps(shard) + ": [").encode())

@@ -48,10 +48,10 @@ def test_encoder_writes_the_configured_x264_options(tmp_path):
 
 
 def test_x264_params_from_the_command_line():
-    from flows.cli import load_ingest_config
+    from flows.cli import UserError, load_ingest_config
 
     assert load_ingest_config(None, ["encode.x264_params="]).extract.encode.x264_params == ""  # the preset's own
     assert load_ingest_config(None, ["encode.x264_params=me=dia"]).extract.encode.x264_params == "me=dia"
     for bad in ("encode.x264_params=me dia", "encode.x264_params=3"):
-        with pytest.raises(SystemExit, match="x264_params"):
+        with pytest.raises(UserError, match="x264_params"):
             load_ingest_config(None, [bad])
