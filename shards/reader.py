@@ -156,6 +156,52 @@ def collate_windows(windows: list[dict]) -> dict:
     }
 
 
+class TarMembers:
+    """The shards' tar reader: called on shard dicts ``{"url": path}``, it yields the members
+    ``{fname, data, __url__}`` of the chosen keys (``keys_by_url``), each shard followed by an end marker
+    ``{}``. A member is read only if its key is safe, its extension known and its key chosen; an oversize one
+    is skipped unread; an unreadable tar's rest is skipped. Every skip is counted in ``stats``. The training
+    reader, the rescore and the evaluation read shards through it."""
+
+    def __init__(self, keys_by_url: dict[str, frozenset], stats: "ReaderStats", max_member_bytes: int = MAX_MEMBER_BYTES):
+        self.keys_by_url, self.stats, self.max_member_bytes = keys_by_url, stats, max_member_bytes
+
+    def __call__(self, shards):
+        for shard in shards:
+            url = shard["url"]
+            select = partial(self._wanted, keys=self.keys_by_url[url], url=url)
+            try:
+                with open(url, "rb") as stream:
+                    yield from self._read(stream, url, select)
+            except (OSError, EOFError, tarfile.TarError) as exn:  # the samples read so far are checked downstream
+                self.stats.skip("unreadable_tar", f"rest of {url} ({type(exn).__name__}: {exn})")
+            yield {}
+
+    def _read(self, stream, url: str, select):
+        """The wanted regular members of a tar stream, each read once; oversize ones are skipped unread."""
+        tar = tarfile.open(fileobj=stream, mode="r|*")
+        for info in tar:
+            if not info.isreg() or not select(info.name):
+                continue
+            if info.size > self.max_member_bytes:
+                self.stats.skip("oversize_member", f"member {info.name!r} of {url} ({info.size} bytes > {self.max_member_bytes})")
+                continue
+            yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
+            tar.members = []  # a stream holds no index of what it has passed
+
+    def _wanted(self, name: str, *, keys: frozenset, url: str) -> bool:
+        key, extension = member_key(name)
+        try:
+            check_key(key)
+        except ValueError:
+            self.stats.skip("unsafe_key", f"member {name!r} of {url}")
+            return False
+        if extension not in SAMPLE_EXTENSIONS:
+            self.stats.skip("unknown_member", f"member {name!r} of {url}")
+            return False
+        return key in keys
+
+
 class ClipWindowDataset(torch.utils.data.IterableDataset):
     """Aligned (motion frames, frames, audio) windows of a view's clips; see the module docstring.
 
@@ -199,7 +245,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
             wds.SimpleShardList(sorted(self.keys_by_url), seed=self.seed + self.epoch if shuffling else None),
             self._split_by_rank,
             wds.split_by_worker,
-            self._members,
+            TarMembers(self.keys_by_url, self.stats, self.max_member_bytes),
             partial(group_by_keys, handler=self.stats.on_tar_error),
         ]
         if shuffling:
@@ -216,43 +262,6 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
         for index, shard in enumerate(shards):
             if index % self.world_size == self.rank:
                 yield shard
-
-    def _members(self, shards):
-        """Tar members {fname, data, __url__} of the view's keys, each shard followed by an end marker."""
-        for shard in shards:
-            url = shard["url"]
-            select = partial(self._wanted, keys=self.keys_by_url[url], url=url)
-            try:
-                with open(url, "rb") as stream:
-                    yield from self._read_members(stream, url, select)
-            except (OSError, EOFError, tarfile.TarError) as exn:  # the samples read so far are checked below
-                self.stats.skip("unreadable_tar", f"rest of {url} ({type(exn).__name__}: {exn})")
-            yield {}
-
-    def _read_members(self, stream, url: str, select):
-        """The wanted regular members of a tar stream, each read once; oversize ones are skipped unread."""
-        tar = tarfile.open(fileobj=stream, mode="r|*")
-        for info in tar:
-            if not info.isreg() or not select(info.name):
-                continue
-            if info.size > self.max_member_bytes:
-                self.stats.skip("oversize_member", f"member {info.name!r} of {url} ({info.size} bytes > {self.max_member_bytes})")
-                continue
-            yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
-            tar.members = []  # a stream holds no index of what it has passed
-
-    def _wanted(self, name: str, *, keys: frozenset, url: str) -> bool:
-        """Read a member only if its key is safe, its extension known and its key in the view."""
-        key, extension = member_key(name)
-        try:
-            check_key(key)
-        except ValueError:
-            self.stats.skip("unsafe_key", f"member {name!r} of {url}")
-            return False
-        if extension not in SAMPLE_EXTENSIONS:
-            self.stats.skip("unknown_member", f"member {name!r} of {url}")
-            return False
-        return key in keys
 
     def _windows(self, samples):
         """Decode each sample and yield its windows; a bad sample is counted and skipped."""

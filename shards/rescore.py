@@ -35,7 +35,7 @@ from filters.scoring import ClipScorer, ScoringConfig
 from shards.atomic import atomic_write_json, json_safe
 from shards.catalog import CATALOG_SCHEMA, append_column_part, read_catalog
 from shards.lineage import current_flow_run_id
-from shards.reader import AUDIO_RATE, BadSample, ClipWindowDataset, ReaderStats, decode_frames, open_video, parse_audio, parse_record
+from shards.reader import AUDIO_RATE, BadSample, ReaderStats, TarMembers, decode_frames, open_video, parse_audio, parse_record
 
 SYNC_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "sync_scorer")
 # The catalog columns each scorer fills (DESIGN.md §2); ``sync`` names whichever sync scorer the config builds.
@@ -60,18 +60,15 @@ def lineage_dir(data_dir: str | os.PathLike) -> Path:
 
 
 class _ShardSamples:
-    """The training reader's tar reading (``ClipWindowDataset._members``: unsafe keys and unknown members
-    refused before their bytes are read, unreadable tars counted) over chosen shards and keys, no view needed."""
-
-    _members = ClipWindowDataset._members
-    _wanted = ClipWindowDataset._wanted
+    """Samples of chosen shards and keys through the shards' tar reader (`shards.reader.TarMembers`: unsafe keys
+    and unknown members refused before their bytes are read, unreadable tars counted), no view needed."""
 
     def __init__(self, keys_by_url: dict[str, frozenset]):
         self.keys_by_url = keys_by_url
         self.stats = ReaderStats()
 
     def __iter__(self) -> Iterator[dict]:
-        members = self._members({"url": url} for url in sorted(self.keys_by_url))
+        members = TarMembers(self.keys_by_url, self.stats)({"url": url} for url in sorted(self.keys_by_url))
         return group_by_keys(members, handler=self.stats.on_tar_error)
 
 
