@@ -285,7 +285,7 @@ def train_syncnet(train: list[SyncClip], validation: list[SyncClip], config: Syn
             row = {"step": step, "loss": loss_value, "acc": accuracy.item()}
             if step % config.eval_every == 0 or step == config.steps:
                 metrics = evaluate(model, pairs, config, device)
-                row.update(metrics)
+                row.update({k: v for k, v in metrics.items() if k not in ("val_pairs", "val_clips")})  # curves only
                 bar.set_postfix(loss=f"{loss_value:.3f}", val_acc=f"{metrics['val_acc']:.2f}")
             log.write(json.dumps(row) + "\n")
             log.flush()
