@@ -4,7 +4,6 @@ envelope, so it must), its directory loads and scores, bad arguments exit 2; and
 there, it trains and scores on real talking heads end to end (held out by time span: 4 clips are too few
 sources; with 22 s of footage held-out accuracy stays near chance, which docs/quality.md reports)."""
 
-import dataclasses
 import json
 from pathlib import Path
 
