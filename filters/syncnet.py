@@ -15,10 +15,18 @@ embedding, as in the reference, so Sync-C stays comparable with published thresh
 the columns of ``filters.sync.sync_columns``. MFCCs are computed as ``python_speech_features.mfcc`` does
 with its defaults on int16-scaled samples (what the reference feeds it); face crops follow the reference
 pipeline's geometry (``crop_scale`` 0.4) around a face box taken from the face-mesh landmarks.
+
+Besides the public checkpoint, ``load_syncnet`` reads a directory written by ``save_syncnet``
+(``model.safetensors`` + ``config.json``): a sync expert trained on the user's own shards
+(``filters.syncnet_training``), possibly a narrower or smaller-input configuration of the same layers
+(``width``, ``crop_size``) whose embeddings are L2-normalised (``normalize``), so its Sync-D / Sync-C are
+on the cosine-distance scale (0–2), not the public model's.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -45,53 +53,122 @@ def _conv_block(conv: nn.Module, channels: int, batch_norm: type[nn.Module], poo
     return block + [pool] if pool is not None else block
 
 
-def _embedding_head(embedding_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(512, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, embedding_dim))
+def _embedding_head(width: int, embedding_dim: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, embedding_dim))
+
+
+def _lip_feature_side(crop_size: int) -> int:
+    """Side of the lip stream's feature map before its last convolution (6 for 224² crops): conv 7 /2,
+    pool 3 /2, conv 5 /2 pad 1, pool 3 /2 pad 1, three size-keeping convs, pool 3 /2."""
+    side = (crop_size - 7) // 2 + 1
+    side = (side - 3) // 2 + 1
+    side = (side + 2 - 5) // 2 + 1
+    side = (side + 2 - 3) // 2 + 1
+    side = (side - 3) // 2 + 1
+    if side < 1:
+        raise ValueError(f"crop_size {crop_size} is too small for the SyncNet lip stream (needs >= 47)")
+    return side
 
 
 class SyncNetModel(nn.Module):
     """The two SyncNet streams. State-dict keys: ``netcnnaud.*``, ``netfcaud.*``, ``netcnnlip.*``,
-    ``netfclip.*`` as in syncnet_python; ``__init__`` keywords are the configuration."""
+    ``netfclip.*`` as in syncnet_python; ``__init__`` keywords are the configuration.
 
-    def __init__(self, embedding_dim: int = 1024):
+    The defaults are the public model. ``width`` scales every channel count (0.25: a 16th of the
+    convolution cost), ``crop_size`` is the face-crop side (the lip stream's last convolution spans what is
+    left of it: 6×6 at 224), ``normalize`` L2-normalises both embeddings (trained experts; the public model
+    does not)."""
+
+    def __init__(self, embedding_dim: int = 1024, width: float = 1.0, crop_size: int = CROP_SIZE,
+                 normalize: bool = False):
         super().__init__()
-        self.embedding_dim = embedding_dim
+        self.embedding_dim, self.width, self.crop_size, self.normalize = embedding_dim, width, crop_size, normalize
+
+        def c(channels: int) -> int:
+            return max(1, int(round(channels * width)))
+
+        side = _lip_feature_side(crop_size)
         self.netcnnaud = nn.Sequential(
-            *_conv_block(nn.Conv2d(1, 64, 3, padding=1), 64, nn.BatchNorm2d, nn.MaxPool2d(1, 1)),
-            *_conv_block(nn.Conv2d(64, 192, 3, padding=1), 192, nn.BatchNorm2d, nn.MaxPool2d(3, stride=(1, 2))),
-            *_conv_block(nn.Conv2d(192, 384, 3, padding=1), 384, nn.BatchNorm2d, None),
-            *_conv_block(nn.Conv2d(384, 256, 3, padding=1), 256, nn.BatchNorm2d, None),
-            *_conv_block(nn.Conv2d(256, 256, 3, padding=1), 256, nn.BatchNorm2d, nn.MaxPool2d(3, stride=2)),
-            nn.Conv2d(256, 512, (5, 4)), nn.BatchNorm2d(512), nn.ReLU(),
+            *_conv_block(nn.Conv2d(1, c(64), 3, padding=1), c(64), nn.BatchNorm2d, nn.MaxPool2d(1, 1)),
+            *_conv_block(nn.Conv2d(c(64), c(192), 3, padding=1), c(192), nn.BatchNorm2d, nn.MaxPool2d(3, stride=(1, 2))),
+            *_conv_block(nn.Conv2d(c(192), c(384), 3, padding=1), c(384), nn.BatchNorm2d, None),
+            *_conv_block(nn.Conv2d(c(384), c(256), 3, padding=1), c(256), nn.BatchNorm2d, None),
+            *_conv_block(nn.Conv2d(c(256), c(256), 3, padding=1), c(256), nn.BatchNorm2d, nn.MaxPool2d(3, stride=2)),
+            nn.Conv2d(c(256), c(512), (5, 4)), nn.BatchNorm2d(c(512)), nn.ReLU(),
         )
-        self.netfcaud = _embedding_head(embedding_dim)
-        self.netfclip = _embedding_head(embedding_dim)
+        self.netfcaud = _embedding_head(c(512), embedding_dim)
+        self.netfclip = _embedding_head(c(512), embedding_dim)
         self.netcnnlip = nn.Sequential(
-            *_conv_block(nn.Conv3d(3, 96, (5, 7, 7), stride=(1, 2, 2)), 96, nn.BatchNorm3d,
+            *_conv_block(nn.Conv3d(3, c(96), (5, 7, 7), stride=(1, 2, 2)), c(96), nn.BatchNorm3d,
                          nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2))),
-            *_conv_block(nn.Conv3d(96, 256, (1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)), 256, nn.BatchNorm3d,
-                         nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))),
-            *_conv_block(nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), 256, nn.BatchNorm3d, None),
-            *_conv_block(nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), 256, nn.BatchNorm3d, None),
-            *_conv_block(nn.Conv3d(256, 256, (1, 3, 3), padding=(0, 1, 1)), 256, nn.BatchNorm3d,
+            *_conv_block(nn.Conv3d(c(96), c(256), (1, 5, 5), stride=(1, 2, 2), padding=(0, 1, 1)), c(256),
+                         nn.BatchNorm3d, nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))),
+            *_conv_block(nn.Conv3d(c(256), c(256), (1, 3, 3), padding=(0, 1, 1)), c(256), nn.BatchNorm3d, None),
+            *_conv_block(nn.Conv3d(c(256), c(256), (1, 3, 3), padding=(0, 1, 1)), c(256), nn.BatchNorm3d, None),
+            *_conv_block(nn.Conv3d(c(256), c(256), (1, 3, 3), padding=(0, 1, 1)), c(256), nn.BatchNorm3d,
                          nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2))),
-            *_conv_block(nn.Conv3d(256, 512, (1, 6, 6)), 512, nn.BatchNorm3d, None),
+            *_conv_block(nn.Conv3d(c(256), c(512), (1, side, side)), c(512), nn.BatchNorm3d, None),
         )
+
+    @property
+    def config(self) -> dict:
+        return {"embedding_dim": self.embedding_dim, "width": self.width, "crop_size": self.crop_size,
+                "normalize": self.normalize}
+
+    def _out(self, embedding: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(embedding, dim=1) if self.normalize else embedding
 
     def audio_embedding(self, mfcc: torch.Tensor) -> torch.Tensor:
         """(B, 1, 13, 20) MFCC windows → (B, embedding_dim)."""
-        return self.netfcaud(self.netcnnaud(mfcc).flatten(1))
+        return self._out(self.netfcaud(self.netcnnaud(mfcc).flatten(1)))
 
     def video_embedding(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 5, 224, 224) BGR 0–255 face-crop windows → (B, embedding_dim)."""
-        return self.netfclip(self.netcnnlip(crops).flatten(1))
+        """(B, 3, 5, crop_size, crop_size) BGR 0–255 face-crop windows → (B, embedding_dim)."""
+        return self._out(self.netfclip(self.netcnnlip(crops).flatten(1)))
+
+
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"  # a trained expert's directory (save_syncnet)
+
+
+def read_syncnet_config(directory: str | os.PathLike) -> dict:
+    """The ``config.json`` of a trained-expert directory; its ``model`` entry is SyncNetModel's keywords."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is a directory without {CONFIG_FILE}: not a trained SyncNet")
+    config = json.loads(path.read_text())
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise ValueError(f"{path} has no 'model' mapping of SyncNetModel keywords")
+    return config
+
+
+def save_syncnet(model: SyncNetModel, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (``{"model": model.config, **extra}``) into
+    ``directory``, each under a temporary name renamed when complete (weights first, so a config never
+    names weights that are not there yet). ``load_syncnet(directory)`` reads them back."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    for name, write in ((WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp))),
+                        (CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps({"model": model.config, **(extra or {})},
+                                                                            indent=1)))):
+        tmp = directory / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, directory / name)
+    return directory
 
 
 def load_syncnet(weights_path: str | os.PathLike, device: str = "cpu") -> SyncNetModel:
-    """A SyncNetModel in eval mode with the state dict at ``weights_path`` (torch ``.model``/``.pt`` file
-    or ``.safetensors``). Checkpoints from before PyTorch 0.4.1 lack BatchNorm's ``num_batches_tracked``
-    (unused in eval); any other missing or unexpected key is an error."""
+    """A SyncNetModel in eval mode with the state dict at ``weights_path``: a torch ``.model``/``.pt`` file
+    or ``.safetensors`` of the public architecture, or a directory written by ``save_syncnet`` (its
+    ``config.json`` gives the architecture). Checkpoints from before PyTorch 0.4.1 lack BatchNorm's
+    ``num_batches_tracked`` (unused in eval); any other missing or unexpected key is an error."""
     path = Path(weights_path)
+    keywords: dict = {}
+    if path.is_dir():
+        keywords = read_syncnet_config(path)["model"]
+        path = path / WEIGHTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"SyncNet weights not found: {path}")
     if path.suffix == ".safetensors":
@@ -100,7 +177,10 @@ def load_syncnet(weights_path: str | os.PathLike, device: str = "cpu") -> SyncNe
         state = load_file(str(path), device=device)
     else:
         state = torch.load(str(path), map_location=device, weights_only=True)
-    model = SyncNetModel()
+    try:
+        model = SyncNetModel(**keywords)
+    except TypeError as exc:
+        raise ValueError(f"{weights_path}: bad SyncNet configuration {keywords}: {exc}") from exc
     result = model.load_state_dict(state, strict=False)
     missing = [key for key in result.missing_keys if not key.endswith("num_batches_tracked")]
     if missing or result.unexpected_keys:
@@ -196,15 +276,61 @@ def shifted_distances(video: torch.Tensor, audio: torch.Tensor, max_shift: int) 
     ])
 
 
+def clip_inputs(clip: ClipData, crop_size: int = CROP_SIZE) -> tuple[np.ndarray, np.ndarray, int]:
+    """What SyncNet sees of a clip: (face crops (N, crop_size, crop_size, 3) uint8 BGR, MFCCs (13, T) at
+    100 Hz, number of windows N − 5 — one per start f = 0 .. N − 6, the reference's windows). Raises
+    ValueError for clips that are not 25 fps / 16 kHz, are too short, or have no face landmarks at all."""
+    if clip.audio_rate != SAMPLE_RATE or abs(clip.fps - FPS) > 1e-6:
+        raise ValueError(f"SyncNet needs {FPS:g} fps and {SAMPLE_RATE} Hz, got {clip.fps:g} fps, "
+                         f"{clip.audio_rate} Hz")
+    hop = SAMPLE_RATE // int(FPS)
+    n_windows = min(clip.n_frames, len(clip.audio) // hop) - WINDOW_FRAMES
+    if n_windows < 1:
+        raise ValueError(f"clip too short for SyncNet: {clip.n_frames} frames, {len(clip.audio)} samples")
+    crops = face_crops(clip.frames, face_boxes_from_landmarks(clip.landmarks), size=crop_size)
+    return crops, reference_mfcc(clip.audio), n_windows
+
+
+def window_tensors(crops: np.ndarray, mfcc: np.ndarray, video_starts, audio_starts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs: video windows (B, 3, 5, S, S) float 0–255 of frames f..f+4 for f in ``video_starts``
+    and audio windows (B, 1, 13, 20) of MFCC steps 4g..4g+19 for g in ``audio_starts``."""
+    video = torch.from_numpy(np.stack([crops[f:f + WINDOW_FRAMES] for f in video_starts]))
+    audio = torch.from_numpy(np.stack([mfcc[:, MFCC_STEPS_PER_FRAME * g:MFCC_STEPS_PER_FRAME * g + MFCC_WINDOW_STEPS]
+                                       for g in audio_starts]))
+    return video.permute(0, 4, 1, 2, 3).float(), audio[:, None]
+
+
+def embed_windows(model: SyncNetModel, crops: np.ndarray, mfcc: np.ndarray, n_windows: int, device: str = "cpu",
+                  batch_size: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """(video, audio) embeddings of windows 0 .. n_windows − 1, on the CPU, without gradients."""
+    video, audio = [], []
+    with torch.inference_mode():
+        for start in range(0, n_windows, batch_size):
+            starts = range(start, min(n_windows, start + batch_size))
+            windows, steps = window_tensors(crops, mfcc, starts, starts)
+            video.append(model.video_embedding(windows.to(device)).cpu())
+            audio.append(model.audio_embedding(steps.to(device)).cpu())
+    return torch.cat(video), torch.cat(audio)
+
+
+def weights_version(weights_path: str | os.PathLike) -> str:
+    """Scorer version: ``v2`` for the public checkpoint (a file), ``trained-<sha256[:12] of the weights>``
+    for a trained expert's directory, so re-scoring with a retrained expert records a new version."""
+    path = Path(weights_path)
+    if not path.is_dir():
+        return "v2"
+    return "trained-" + hashlib.sha256((path / WEIGHTS_FILE).read_bytes()).hexdigest()[:12]
+
+
 class SyncNetScorer:
     """SyncNet sync scores (Sync-D, Sync-C, offset) for a clip; see the module docstring for the procedure.
 
-    ``__init__`` keywords are the configuration. ``score`` raises ValueError for clips that are not 25 fps /
-    16 kHz, are shorter than ``WINDOW_FRAMES`` + 1 frames, or have no face landmarks at all.
+    ``__init__`` keywords are the configuration; ``weights_path`` is the public checkpoint or a trained
+    expert's directory. ``score`` raises ValueError for clips that are not 25 fps / 16 kHz, are shorter than
+    ``WINDOW_FRAMES`` + 1 frames, or have no face landmarks at all.
     """
 
     name = "syncnet"
-    version = "v2"
 
     def __init__(self, weights_path: str | os.PathLike, device: str = "cpu", max_shift: int = MAX_SHIFT_FRAMES,
                  batch_size: int = 20):
@@ -213,29 +339,12 @@ class SyncNetScorer:
         self.max_shift = max_shift
         self.batch_size = batch_size
         self.model = load_syncnet(weights_path, device)
+        self.version = weights_version(weights_path)
 
     def embeddings(self, clip: ClipData) -> tuple[torch.Tensor, torch.Tensor]:
         """(video, audio) embeddings, one row per window start f = 0 .. N − 6 (the reference's windows)."""
-        if clip.audio_rate != SAMPLE_RATE or abs(clip.fps - FPS) > 1e-6:
-            raise ValueError(f"SyncNet needs {FPS:g} fps and {SAMPLE_RATE} Hz, got {clip.fps:g} fps, "
-                             f"{clip.audio_rate} Hz")
-        hop = SAMPLE_RATE // int(FPS)
-        n_windows = min(clip.n_frames, len(clip.audio) // hop) - WINDOW_FRAMES
-        if n_windows < 1:
-            raise ValueError(f"clip too short for SyncNet: {clip.n_frames} frames, {len(clip.audio)} samples")
-        crops = face_crops(clip.frames, face_boxes_from_landmarks(clip.landmarks))
-        mfcc = torch.from_numpy(reference_mfcc(clip.audio))
-        video, audio = [], []
-        with torch.inference_mode():
-            for start in range(0, n_windows, self.batch_size):
-                starts = range(start, min(n_windows, start + self.batch_size))
-                windows = torch.from_numpy(np.stack([crops[f:f + WINDOW_FRAMES] for f in starts]))
-                windows = windows.to(self.device).permute(0, 4, 1, 2, 3).float()  # (B, 3, 5, 224, 224)
-                steps = torch.stack([mfcc[:, MFCC_STEPS_PER_FRAME * f:MFCC_STEPS_PER_FRAME * f + MFCC_WINDOW_STEPS]
-                                     for f in starts])[:, None].to(self.device)  # (B, 1, 13, 20)
-                video.append(self.model.video_embedding(windows).cpu())
-                audio.append(self.model.audio_embedding(steps).cpu())
-        return torch.cat(video), torch.cat(audio)
+        crops, mfcc, n_windows = clip_inputs(clip, self.model.crop_size)
+        return embed_windows(self.model, crops, mfcc, n_windows, self.device, self.batch_size)
 
     def score(self, clip: ClipData) -> dict:
         video, audio = self.embeddings(clip)

@@ -1,4 +1,5 @@
-"""The model subcommands of ``fada``: train-teacher, distill, generate, evaluate, ablate, split.
+"""The model subcommands of ``fada``: train-teacher, distill, generate, evaluate, ablate, split (and
+train-syncnet, from `flows.cli_syncnet`).
 
 Each parses its arguments and calls one library function (`fada.train_teacher.train_teacher`,
 `fada.distill.distill_student`, `fada.pipeline.FadaPipeline`, `fada.evaluate.evaluate`,
@@ -210,3 +211,7 @@ def add_model_commands(sub) -> None:
 
     add_wait_option(p)
     p.set_defaults(func=cmd_split)
+
+    from flows.cli_syncnet import add_syncnet_command
+
+    add_syncnet_command(sub)

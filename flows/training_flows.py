@@ -464,3 +464,63 @@ def publish_evaluation_artifacts(report: dict, out_dir: str) -> None:
     key = artifact_key("evaluation", Path(out_dir).name)
     create_markdown_artifact(key=key, markdown=format_table(report), description=f"evaluation on view {report['view']} ({out_dir})")
     create_table_artifact(key=f"{key}-table", table=table_rows(report), description=f"evaluation table ({out_dir})")
+
+
+# --- sync expert ------------------------------------------------------------------------------------------
+
+
+class HeldOutSplit(str, Enum):
+    """What the sync expert's validation holds out: whole sources, or the last part of every clip."""
+
+    auto = "auto"
+    source = "source"
+    time = "time"
+
+
+@materialize(PLACEHOLDER, cache_policy=EXPENSIVE, task_run_name="train-sync-expert-{view}")
+def train_sync_expert_task(data_dir: str, view: str, out_dir: str, settings: dict, held_out: float,
+                           split_by: str) -> dict:
+    from shards.syncnet_data import train_syncnet_on_view
+
+    result = _plain(run_on_gpu(train_syncnet_on_view, data_dir, view, out_dir, settings, held_out=held_out,
+                               split_by=split_by, progress=False))
+    _record({"step": result["steps"], "final_loss": result["final_loss"], "split": result["split"], **result["metrics"]})
+    get_run_logger().info("sync expert: %d steps, held out by %s, in-sync vs shifted accuracy %.3f → %s",
+                          result["steps"], result["split"], result["metrics"]["val_acc"], result["checkpoint"])
+    return result
+
+
+@flow(name="train-sync-expert", log_prints=True)
+def train_sync_expert_flow(
+    data_dir: Path,
+    out_dir: Path,
+    view: str = "strict",
+    steps: PositiveInt = 2000,
+    settings: dict[str, Any] | None = None,
+    held_out: float = 0.2,
+    split_by: HeldOutSplit = HeldOutSplit.auto,
+    device: str | None = None,
+    refresh_cache: bool = False,
+) -> dict:
+    """Train a SyncNet sync expert on a view's clips, self-supervised, like `fada train-syncnet`; publishes the
+    loss/accuracy curve and the held-out metrics, records the weights directory as an asset. Score with it:
+    ingest or rescore with ``scoring.syncnet_weights=<out_dir>``.
+
+    Args:
+        data_dir: data directory
+        out_dir: output directory (model.safetensors, config.json, train_log.jsonl, loss_curve.png)
+        view: view whose clips train the expert
+        steps: optimisation steps
+        settings: other training settings (`fada train-syncnet --set`), e.g. {"batch_size": 64, "model": {"width": 1.0}}
+        held_out: share held out for validation
+        split_by: auto, source (whole sources held out) or time (the last part of every clip)
+        device: cuda, cuda:1, cpu … (default: cuda when available)
+        refresh_cache: train again even when a cached result exists
+    """
+    data, out = _abs(data_dir), _abs(out_dir)
+    resolved = {**(settings or {}), "steps": steps, **({"device": device} if device else {})}
+    train = _cached(train_sync_expert_task, refresh_cache, lambda r: r["checkpoint"],
+                    assets=[checkpoint_dir_asset(out, "sync-expert")], asset_deps=[view_asset(data, view)])
+    result = train(data, view, out, resolved, held_out, HeldOutSplit(split_by).value)
+    artifacts = publish_training_artifacts("sync-expert", result)
+    return {**result, **artifacts}

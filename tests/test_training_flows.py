@@ -18,7 +18,7 @@ from flows.flow_artifacts import asset_key, loss_curve_png, numeric_columns, slu
 from flows.training_flows import fingerprint, gpu_task_options, run_on_gpu, training_config
 
 REPO = Path(__file__).resolve().parent.parent
-FLOWS = ("train_teacher_flow", "distill_student_flow", "generate_flow", "evaluate_flow")
+FLOWS = ("train_teacher_flow", "distill_student_flow", "generate_flow", "evaluate_flow", "train_sync_expert_flow")
 
 
 def test_asset_keys_are_valid_prefect_uris():
@@ -136,7 +136,8 @@ def test_prefect_yaml_puts_the_model_flows_on_the_gpu_pool():
     import yaml
 
     deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
-    assert set(deployments) == {"dataset-refresh", "refilter", "train-teacher", "distill-student", "generate", "evaluate"}
+    assert set(deployments) == {"dataset-refresh", "refilter", "train-teacher", "distill-student", "generate", "evaluate",
+                                "train-sync-expert"}
     for name, deployment in deployments.items():
         path, function = deployment["entrypoint"].split(":")
         flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), function)
