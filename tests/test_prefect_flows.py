@@ -235,13 +235,14 @@ def test_prefect_yaml_declares_the_deployments_with_a_daily_refresh():
 
     doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
     deployments = {d["name"]: d for d in doc["deployments"]}
-    assert set(deployments) == {"dataset-refresh", "refilter", "rescore", *TRAINING_FLOWS.values()}
+    gpu = {*TRAINING_FLOWS.values(), "train-sync-expert"}
+    assert set(deployments) == {"dataset-refresh", "refilter", "rescore", *gpu}
     assert deployments["dataset-refresh"]["schedules"][0]["cron"] == "0 3 * * *"
     for deployment in deployments.values():
         path, function = deployment["entrypoint"].split(":")
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         assert getattr(module, function).name == deployment["name"]
-        assert deployment["work_pool"]["name"] == ("gpu-pool" if deployment["name"] in TRAINING_FLOWS.values() else "cpu-pool")
+        assert deployment["work_pool"]["name"] == ("gpu-pool" if deployment["name"] in gpu else "cpu-pool")
 
 
 def test_model_deployment_parameter_schemas_are_what_the_ui_needs(prefect_server):

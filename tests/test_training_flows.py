@@ -130,26 +130,6 @@ def test_distill_flow_exposes_the_parameters_of_fada_distill():
     assert flow_params["view"].default == cli["view"].default
 
 
-def test_prefect_yaml_puts_the_model_flows_on_the_gpu_pool():
-    import importlib
-
-    import yaml
-
-    deployments = {d["name"]: d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
-    assert set(deployments) == {"dataset-refresh", "refilter", "train-teacher", "distill-student", "generate", "evaluate",
-                                "train-sync-expert"}
-    for name, deployment in deployments.items():
-        path, function = deployment["entrypoint"].split(":")
-        flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), function)
-        assert flow.name == name
-        assert deployment["work_pool"]["name"] == ("cpu-pool" if name in ("dataset-refresh", "refilter") else "gpu-pool")
-        assert ("schedules" in deployment) == (name == "dataset-refresh")
-        parameters = deployment.get("parameters", {})
-        if name == "refilter":  # the UI asks for the view name
-            parameters = {**parameters, "name": "ui-view"}
-        flow.validate_parameters(parameters)  # the form's defaults are valid parameters
-
-
 # --- the flows on a temporary Prefect server, with the library calls replaced by stubs ----------------------
 
 
