@@ -86,7 +86,8 @@ def running_prefect(home: Path, pools: list[str], database_url: str | None = Non
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api,
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port), "FADA_HOME": str(REPO)}
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port), "FADA_HOME": str(REPO),
+           "PREFECT_UI_API_URL": api}  # else the UI calls 127.0.0.1:4200
     if database_url:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
     log = open(home / "server.log", "wb")

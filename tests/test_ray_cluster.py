@@ -4,14 +4,18 @@ the head (the lost node's jobs are recorded as failed, not waited for), the reru
 result is what a clean run makes: every source ingested exactly once, the same clip keys.
 
 Ray's CLI replaces 127.0.0.1 by the machine's own address (`ray._private.services.resolve_ip_for_localhost`),
-so the nodes listen on that address; the ports are free ones chosen here."""
+so the nodes listen on that address; the ports are free ones chosen here, and the cluster has its own token
+(token auth, as on real machines; Ray would otherwise pick up a ~/.ray/auth_token left by a local run)."""
 
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +28,7 @@ from tests.prefect_server import free_port, stop
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-SPEAKERS = 4
+SPEAKERS = 3
 
 
 def _node_ports() -> list[str]:
@@ -35,9 +39,10 @@ def _node_ports() -> list[str]:
 
 
 @contextlib.contextmanager
-def ray_cluster(root: Path):
-    """Head (1 CPU) + a second node (1 CPU), each a `ray start --block` in its own session; yields
-    (RAY_ADDRESS, the second node's process)."""
+def ray_cluster():
+    """Head (1 CPU) + a second node (1 CPU), each a `ray start --block` in its own session and temp dir (short
+    paths under /tmp: Ray's socket paths must fit 107 bytes); yields (RAY_ADDRESS, the second node's process)."""
+    root = Path(tempfile.mkdtemp(prefix="fada-ray-"))
     port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
@@ -54,11 +59,12 @@ def ray_cluster(root: Path):
                                        *common, *_node_ports()], env=env, stdout=open(root / "node2.log", "wb"),
                                       stderr=subprocess.STDOUT, start_new_session=True))
         _wait_for_nodes(root / "head.log", address, 2, env)
-        yield address, nodes[1]
+        yield {**env, "RAY_ADDRESS": address}, nodes[1]
     finally:
         for node in reversed(nodes):
             if node.poll() is None:
                 stop(node, grace_s=40)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_for_nodes(head_log: Path, address: str, count: int, env: dict, timeout_s: float = 180) -> None:
@@ -80,7 +86,7 @@ def manifest(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("sources")
     for seed in range(SPEAKERS):
-        render_speaker(SpeakerSpec(seed=seed + 1, duration_s=3.0, width=384, height=288), folder / f"speaker{seed}.mp4")
+        render_speaker(SpeakerSpec(seed=seed + 1, duration_s=2.5, width=384, height=288), folder / f"speaker{seed}.mp4")
     (folder / "manifest.yaml").write_text(yaml.safe_dump([{"uri": f"speaker{i}.mp4", "tag": "talk"} for i in range(SPEAKERS)]))
     return folder / "manifest.yaml"
 
@@ -101,8 +107,7 @@ def test_losing_a_node_mid_ingest_loses_nothing_after_the_rerun(manifest, tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
 
     data = tmp_path / "cluster"
-    with ray_cluster(tmp_path / "ray") as (address, second_node):
-        env = {**os.environ, "RAY_ADDRESS": address, "RAY_USAGE_STATS_ENABLED": "0"}
+    with ray_cluster() as (env, second_node):
         first = _ingest(manifest, data, env)
         staging = data / "staging"
         deadline = time.monotonic() + 300
