@@ -14,7 +14,6 @@ import yaml
 
 from tests.prefect_server import PREFECT, REPO, running_postgres, running_prefect, run_and_wait, wait_for_run
 
-pytestmark = pytest.mark.slow
 STUDENT_SETTINGS = {"num_frames": 2, "batch_size": 1, "windows_per_clip": 1, "shuffle_buffer": 4, "solver_steps_per_window": 1}
 
 
@@ -100,6 +99,7 @@ def _wait_for_student_run(timeout_s: float = 240):
     pytest.fail(f"the automation started no distill-student run within {timeout_s} s")
 
 
+@pytest.mark.slow
 def test_refresh_that_adds_enough_hours_retrains_the_student_through_the_automation(deployed, sources):
     data = deployed["root"] / "data"
     parameters = {"manifest": str(sources), "data_dir": str(data), "workers": 0, "retrain_min_hours": 0.0001}
@@ -126,6 +126,7 @@ def test_refresh_that_adds_enough_hours_retrains_the_student_through_the_automat
     assert len(asyncio.run(_flow_runs("distill-student/distill-student"))) == 1
 
 
+@pytest.mark.slow
 def test_refilter_runs_on_the_postgres_backed_server_and_its_state_is_in_postgres(deployed, sources):
     import asyncpg
 
@@ -146,3 +147,16 @@ def test_refilter_runs_on_the_postgres_backed_server_and_its_state_is_in_postgre
             await connection.close()
 
     assert {"dataset-refresh", "refilter"} <= asyncio.run(stored_run_names())
+
+
+def test_the_retraining_trigger_listens_for_the_refresh_event_and_fills_distill_parameters():
+    import inspect
+
+    from flows.prefect_flows import GROWN_EVENT
+    from flows.training_flows import distill_student_flow
+
+    doc = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (trigger,) = next(d for d in doc["deployments"] if d["name"] == "distill-student")["triggers"]
+    assert trigger["expect"] == [GROWN_EVENT] and trigger["enabled"]
+    assert set(trigger["parameters"]) <= set(inspect.signature(distill_student_flow.fn).parameters)
+    assert trigger["parameters"]["view"] == "{{ event.payload.view }}"  # the refresh's immutable lenient view

@@ -41,10 +41,11 @@ def _node_ports() -> list[str]:
 @contextlib.contextmanager
 def ray_cluster():
     """Head (1 CPU) + a second node (1 CPU), each a `ray start --block` in its own session and temp dir (short
-    paths under /tmp: Ray's socket paths must fit 107 bytes); yields (RAY_ADDRESS, the second node's process)."""
+    paths under /tmp: Ray's socket paths must fit 107 bytes) and the cluster's own auth token; yields the
+    environment a driver joins it with (RAY_ADDRESS, the token) and the second node's process."""
     root = Path(tempfile.mkdtemp(prefix="fada-ray-"))
     port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(128 * 2**20),
               "--disable-usage-stats", "--block"]
