@@ -45,7 +45,7 @@ def postgres_bin() -> Path | None:
     """The directory of the Debian package's initdb/pg_ctl (not on PATH), or None when not installed."""
     found = shutil.which("pg_ctl")
     if found:
-        return Path(found).parent
+        return Path(found).resolve().parent  # the package's bin/ (createdb is there too), not a symlink's folder
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(Path(p).parts[-3]))
     return Path(versions[-1]).parent if versions else None
 
