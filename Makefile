@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: demo test test-fast bench serve clean
+.PHONY: demo test test-fast e2e bench serve clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m 'not slow'
+
+# The browser test of the Prefect UI (headless Chromium from Debian; screenshots under pytest's tmp dir).
+e2e: $(STAMP)
+	bash infra/install-test-services.sh
+	$(BIN)/python -m pytest -v tests/test_ui_browser.py
 
 serve: $(STAMP)
 	bash infra/prefect/serve-local.sh

@@ -63,6 +63,17 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{path} is not a FADA checkpoint (expected {META_FILE} and model/ in it or in final/)")
 
 
+def newest_checkpoint(path: str | os.PathLike, kind: str) -> Path | None:
+    """``path`` itself when it is a checkpoint (its kind is checked where it is loaded); for a directory of
+    training outputs, the one of ``kind`` whose ``final/`` was exported last; None when there is none (yet)."""
+    path = Path(path)
+    if (path / META_FILE).is_file() or (path / "final" / META_FILE).is_file():
+        return resolve_checkpoint(path)
+    found = [d for d in path.glob("*/final") if (d / META_FILE).is_file()
+             and json.loads((d / META_FILE).read_text()).get("kind") == kind]
+    return max(found, key=lambda d: (d / META_FILE).stat().st_mtime_ns, default=None)
+
+
 def load_inference_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                               dtype: torch.dtype = torch.float32) -> tuple[FadaModel, object, dict]:
     """(model, codec, meta); weights load from safetensors only."""

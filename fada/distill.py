@@ -21,7 +21,9 @@ end point z_e that the frozen teacher's DDIM solver reaches. Per step, for a bat
 8. the CFG-distilled student sees (s_a, s_r) through its CFG conditioning (`cfg_conditioning`).
 
 Losses are means over the denoised frames only. AdamW, warmup, grad clipping, EMA and exact resume as in
-`fada.train_teacher`; ``OUT/final`` is the EMA student (meta kind "student", the teacher it came from, the
+`fada.train_teacher`. ``init_student`` starts a fresh run from an earlier student's weights instead of the
+teacher's (retraining on a refreshed view; the teacher still supervises); a run that resumes from ``OUT``
+ignores it. ``OUT/final`` is the EMA student (meta kind "student", the teacher it came from, the
 view it read and this configuration under ``config.train``), which `FadaPipeline` loads in fast mode, and in
 balanced mode when it was distilled without CFG conditioning (`fada.pipeline.student_modes`).
 """
@@ -38,8 +40,8 @@ import torch
 import torch.nn as nn
 
 from fada.cfg_conditioning import CFG_VARIANTS
-from fada.checkpoint import (META_FILE, CheckpointError, load_inference_checkpoint, load_training_state,
-                             resolve_checkpoint, save_training_state, training_states)
+from fada.checkpoint import (META_FILE, CheckpointError, check_same_config, load_inference_checkpoint,
+                             load_training_state, resolve_checkpoint, save_training_state, training_states)
 from fada.guidance import multi_cfg, split_cfg_batch
 from fada.mixed_supervision import MODES as LOSS_MODES
 from fada.mixed_supervision import MixedSupervision
@@ -221,6 +223,22 @@ def _check_same_teacher(out_dir: Path, teacher_path: str) -> None:
                                   "use that teacher to resume or a fresh output directory")
 
 
+def _init_from_student(student: FadaModel, path: str | os.PathLike, teacher_path: str, device) -> dict:
+    """Load an earlier student's (EMA) weights into ``student``; it must come from the same teacher and use the
+    same CFG conditioning. Returns its lineage for the new student's meta."""
+    init_dir = resolve_checkpoint(path)
+    meta = json.loads((init_dir / META_FILE).read_text())
+    if meta.get("kind") != "student":
+        raise CheckpointError(f"{init_dir} holds a {meta.get('kind')}, not a student to continue from")
+    if meta.get("teacher", {}).get("path") != teacher_path:
+        raise CheckpointError(f"{init_dir} was distilled from teacher {meta.get('teacher', {}).get('path')}, "
+                              f"not {teacher_path}; continue from a student of this teacher")
+    earlier, _, _ = load_inference_checkpoint(init_dir, device)
+    check_same_config(student, dict(earlier.config), str(init_dir))
+    student.load_state_dict(earlier.state_dict())
+    return {"path": str(init_dir.resolve()), **{k: meta.get(k) for k in ("view", "step")}}
+
+
 def _scalars(out: dict, grad_norm: float, lr: float) -> dict:
     scalars = {"loss": out["loss"].item(), "l_distill": out["l_distill"].mean().item(),
                "l_gt": out["l_gt"].mean().item(), "r_mean": out["r"].mean().item(), "w_mean": out["w"].mean().item(),
@@ -232,9 +250,10 @@ def _scalars(out: dict, grad_norm: float, lr: float) -> dict:
 
 def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.PathLike, out_dir: str | os.PathLike, *,
                     config: dict | None = None, steps: int, device: str | None = None,
-                    progress: bool = True) -> TrainResult:
+                    init_student: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
     """Distil ``teacher`` (a teacher checkpoint or training output) into a student on ``view`` for ``steps`` total
-    steps, resuming when ``out_dir`` holds a training state. ``config``: `DistillConfig` overrides."""
+    steps, resuming when ``out_dir`` holds a training state. ``config``: `DistillConfig` overrides.
+    ``init_student``: a student of the same teacher whose weights a fresh run starts from."""
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
 
@@ -260,12 +279,14 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
                                   weight_decay=train.weight_decay)
     lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.warmup_steps)
     generator = torch.Generator(runtime.device).manual_seed(train.seed + runtime.rank)
-    start_step, ema, position = 0, None, None
+    start_step, ema, position, init = 0, None, None, None
     states = training_states(out_dir)
     if states:
         start_step, ema, position = load_training_state(states[-1], model=student, optimizer=optimizer,
                                                         lr_scheduler=lr_scheduler, generator=generator,
                                                         device=runtime.device)
+    elif init_student is not None:
+        init = _init_from_student(student, init_student, str(teacher_dir.resolve()), runtime.device)
     ema = ema if ema is not None else ema_init(student)
     dataset = ClipWindowDataset(data_dir, view, n_frames=train.num_frames,
                                 n_motion_frames=student.config.num_motion_frames, frame_size=codec.size,
@@ -277,6 +298,8 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
     teacher_lineage = {k: teacher_meta.get(k) for k in ("data_dir", "view", "shards", "clips", "step")}
     meta = {"kind": "student", **lineage, "config": student_config(teacher_config, train),
             "teacher": {"path": str(teacher_dir.resolve()), **teacher_lineage}}
+    if init is not None:
+        meta["init_student"] = init
     bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="distill",
                disable=not (progress and runtime.is_main))
     scaler = torch.amp.GradScaler(enabled=train.mixed_precision == "fp16")

@@ -59,7 +59,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     overrides.update({"loss_mode": args.loss, "cfg_variant": args.cfg})
     result = distill_student(args.data, args.view, args.teacher, args.out, config=overrides, steps=args.steps,
-                             device=args.device, progress=not args.quiet)
+                             device=args.device, init_student=args.init_student, progress=not args.quiet)
     print(f"student: {result.steps} steps (resumed from {result.resumed_from}), last loss {result.final_loss:.4f}")
     print(f"checkpoint: {result.checkpoint}")
     return 0
@@ -154,6 +154,7 @@ def add_model_commands(sub) -> None:
     p.add_argument("--cfg", default="layer-tokens", choices=["none", "time-embed", "layer", "layer-tokens"],
                    help="how the student is told the CFG scales")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a distillation setting")
+    p.add_argument("--init-student", help="start from this earlier student of the same teacher (retraining on new data)")
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--out", required=True)
     common(p)

@@ -32,6 +32,7 @@ from flows.flow_artifacts import record_shards, record_view
 from flows.retry_policy import retry_transient
 
 TEST_SPLIT = "test"
+GROWN_EVENT = "fada.dataset.grown"  # prefect.yaml's distill-student trigger listens for it
 
 
 class ProfileName(str, Enum):
@@ -244,6 +245,7 @@ def dataset_refresh_flow(
     views: list[ProfileName] | None = None,
     test_split: str | None = TEST_SPLIT,
     test_fraction: float = 0.1,
+    retrain_min_hours: float | None = 1.0,
 ) -> dict:
     """Ingest what is new in the manifest, publish shards/catalog/lineage, write or keep the held-out test
     split, and write default views named ``<profile>-<catalog snapshot digest[:10]>`` (views are immutable,
@@ -257,6 +259,7 @@ def dataset_refresh_flow(
         views: profiles to write default views for (default: strict and lenient)
         test_split: name of the held-out test split view (null: no split, views keep every source)
         test_fraction: share of sources the test split holds out (whole sources, chosen by hash)
+        retrain_min_hours: when this run adds at least these hours of clips the lenient profile keeps, emit fada.dataset.grown, which retrains the student on the new lenient view (prefect.yaml's distill-student trigger); null: never
     """
     report = ingest_new_sources(manifest, data_dir, workers)
     added = [row for row in report["sources"] if row["outcome"] != "skipped"]
@@ -288,5 +291,25 @@ def dataset_refresh_flow(
         record_view(data_dir, view)
         written[profile] = view["name"]
     publish_aliases_artifact(data_dir)
+    added_hours = report["profiles"].get(ProfileName.lenient.value, {}).get("hours", 0.0)
+    announce_growth(data_dir, added_hours, written, retrain_min_hours)
     return {"added_sources": len(added), "clips_ok": report["clips_ok"], "shards": report["shards"], "views": written,
-            "test_split": split["name"] if split is not None else None}
+            "test_split": split["name"] if split is not None else None, "added_lenient_hours": added_hours}
+
+
+def announce_growth(data_dir: str, added_hours: float, views: dict[str, str], min_hours: float | None) -> bool:
+    """Emit ``fada.dataset.grown`` (payload: data_dir, the new lenient view, the hours added) when a refresh
+    added at least ``min_hours`` of lenient-kept clips; True when it did."""
+    from prefect.events import emit_event
+
+    logger = get_run_logger()
+    if min_hours is None or ProfileName.lenient.value not in views or added_hours < min_hours:
+        logger.info("no retraining: %.4f h of new lenient clips (threshold %s h)", added_hours, min_hours)
+        return False
+    data = str(Path(data_dir).resolve())
+    emit_event(event=GROWN_EVENT, resource={"prefect.resource.id": f"fada.dataset.{data}", "prefect.resource.name": data},
+               payload={"data_dir": data, "view": views[ProfileName.lenient.value], "views": views,
+                        "added_hours": added_hours, "retrain_min_hours": min_hours})
+    logger.info("%s: %.4f h of new lenient clips (threshold %s h) → retraining on %s", GROWN_EVENT, added_hours,
+                min_hours, views[ProfileName.lenient.value])
+    return True

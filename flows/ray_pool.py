@@ -2,12 +2,15 @@
 
 ``ray.init()`` starts a local Ray by default; ``RAY_ADDRESS`` joins an existing cluster. Actors hold what is
 expensive to load (detector models) for their whole life, so models load once per worker, not per clip.
-A job that raises is returned as a failure record; an actor that dies is replaced and its job recorded as
-failed; the other jobs go on.
+A job that raises is returned as a failure record; an actor that dies (a crash, or its node lost) is replaced
+and its job recorded as failed; the other jobs go on. A replacement gets jobs only once Ray has placed it: when
+a lost node took its CPUs along, the live actors finish the jobs instead of waiting for capacity that may never
+come back.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from dataclasses import dataclass
@@ -32,7 +35,9 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     A local Ray listens on loopback only (GCS, raylet, workers, the dashboard agent) and starts no dashboard:
     Ray turns a node address of 127.0.0.1 into the machine's network address unless multi-node clusters are
     off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, which Ray reads when imported, hence also set on its
-    constants module when Ray was imported before this call).
+    constants module when Ray was imported before this call). Ray 2.60 turns token authentication on for a
+    new local cluster (token in ``~/.ray/auth_token``) and warns that it did on every start; that one warning
+    is silenced, the authentication stays.
     """
     address = os.environ.get("RAY_ADDRESS")
     if not address:
@@ -47,6 +52,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     else:
         from ray._private import ray_constants
 
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray_constants.ENABLE_RAY_CLUSTER = False
         ray.init(
             address="local",
@@ -71,6 +77,9 @@ class _Runner:
         self.state = make_state()
         self.fn = fn
 
+    def ready(self) -> bool:
+        return True
+
     def run(self, job: Any) -> tuple[Any, str | None]:
         try:
             return self.fn(self.state, job), None
@@ -92,6 +101,7 @@ class ActorPool:
         self._actor_cls = ray.remote(num_cpus=num_cpus_per_actor, max_restarts=0)(_Runner)
         self._make_state, self._fn = make_state, fn
         self._idle = [self._new_actor() for _ in range(max(1, n_actors))]
+        self._starting: list = []  # replacements still unplaced when a map ended (the next map waits for them too)
 
     def _new_actor(self):
         return self._actor_cls.remote(self._make_state, self._fn)
@@ -100,24 +110,40 @@ class ActorPool:
         ray = self._ray
         pending_jobs = list(jobs)[::-1]
         running: dict[Any, tuple[Any, Any]] = {}
+        starting = {actor.ready.remote(): actor for actor in self._starting}  # ready() ref → replacement not placed yet
+        self._starting = []
         while pending_jobs or running:
             while self._idle and pending_jobs:
                 actor, job = self._idle.pop(), pending_jobs.pop()
                 running[actor.run.remote(job)] = (actor, job)
-            done, _ = ray.wait(list(running), num_returns=1)
+            if not running and not starting:  # every replacement failed to start: nothing can run the rest
+                for job in pending_jobs[::-1]:
+                    yield JobOutcome(job, None, "RuntimeError: no Ray actor could be started for this job")
+                return
+            done, _ = ray.wait([*running, *starting], num_returns=1)
+            if done[0] in starting:
+                actor = starting.pop(done[0])
+                try:
+                    ray.get(done[0])
+                    self._idle.append(actor)
+                except ray.exceptions.RayError:
+                    pass  # it died while starting; the others go on
+                continue
             actor, job = running.pop(done[0])
             try:
                 value, error = ray.get(done[0])
                 self._idle.append(actor)
-            except ray.exceptions.RayError as exc:  # the actor died (crash, out of memory): replace it
+            except ray.exceptions.RayError as exc:  # the actor died (crash, out of memory, node lost): replace it
                 value, error = None, f"{type(exc).__name__}: {exc}"
-                self._idle.append(self._new_actor())
+                replacement = self._new_actor()
+                starting[replacement.ready.remote()] = replacement
             yield JobOutcome(job, value, error)
+        self._starting.extend(starting.values())
 
     def close(self) -> None:
-        for actor in self._idle:
+        for actor in self._idle + self._starting:
             self._ray.kill(actor)
-        self._idle = []
+        self._idle, self._starting = [], []
 
     def __enter__(self) -> "ActorPool":
         return self

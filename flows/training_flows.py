@@ -156,7 +156,7 @@ def _file_inputs(inputs: dict) -> list:
     files = []
     if "data_dir" in inputs and "view" in inputs:
         files.append(_view_file(inputs))
-    for name in ("teacher", "ckpt", "image", "audio", "fid_weights", "fvd_weights", "syncnet_weights", "sd15_dir"):
+    for name in ("teacher", "init_student", "ckpt", "image", "audio", "fid_weights", "fvd_weights", "syncnet_weights", "sd15_dir"):
         if inputs.get(name) is not None:
             files.append(inputs[name])
     for run in inputs.get("runs") or []:
@@ -233,11 +233,11 @@ def train_teacher_task(data_dir: str, view: str, config: dict, steps: int, out_d
 
 @materialize(PLACEHOLDER, cache_policy=EXPENSIVE, task_run_name="distill-{steps}-steps")
 def distill_student_task(data_dir: str, view: str, teacher: str, out_dir: str, overrides: dict, steps: int,
-                         device: str | None) -> dict:
+                         device: str | None, init_student: str | None = None) -> dict:
     from fada.distill import distill_student
 
     result = _plain(run_on_gpu(distill_student, data_dir, view, teacher, out_dir, config=overrides, steps=steps,
-                               device=device, progress=False))
+                               device=device, init_student=init_student, progress=False))
     _record({"step": result["steps"], "resumed_from": result["resumed_from"], "final_loss": result["final_loss"]})
     get_run_logger().info("student: %d steps (resumed from %d), last loss %.4f → %s", result["steps"],
                           result["resumed_from"], result["final_loss"], result["checkpoint"])
@@ -327,6 +327,7 @@ def distill_student_flow(
     overrides: dict[str, Any] | None = None,
     device: str | None = None,
     refresh_cache: bool = False,
+    init_student: Path | None = None,
 ) -> dict:
     """Distil a 6-step student from a teacher (PeRFlow, mixed supervision, CFG tokens), like `fada distill`.
 
@@ -341,13 +342,20 @@ def distill_student_flow(
         overrides: distillation settings to override (`fada distill --set KEY=VALUE`), e.g. {"num_frames": 2, "learning_rate": 1e-5}
         device: cuda, cuda:1, cpu … (default: cuda when available)
         refresh_cache: run the distillation task even when a cached result exists (it still resumes from out_dir)
+        init_student: start a fresh run from this student of the same teacher instead of the teacher; a directory of student runs means its newest (none yet: the teacher)
     """
+    from fada.checkpoint import newest_checkpoint
+
     data, out, teacher_dir = _abs(data_dir), _abs(out_dir), _abs(teacher)
+    init = newest_checkpoint(_abs(init_student), "student") if init_student is not None else None
+    if init_student is not None:
+        get_run_logger().info("starting from %s", init or f"the teacher (no student in {init_student} yet)")
     settings = {**(overrides or {}), "loss_mode": LossMode(loss).value, "cfg_variant": CfgVariant(cfg).value}
     distill = _cached(distill_student_task, refresh_cache, lambda r: r["checkpoint"],
                       assets=[checkpoint_asset(out, "student")],
-                      asset_deps=[view_asset(data, view), checkpoint_dir_asset(teacher_dir, "teacher")])
-    result = distill(data, view, teacher_dir, out, settings, steps, device)
+                      asset_deps=[view_asset(data, view), checkpoint_dir_asset(teacher_dir, "teacher"),
+                                  *([checkpoint_dir_asset(init, "student")] if init else [])])
+    result = distill(data, view, teacher_dir, out, settings, steps, device, str(init) if init else None)
     artifacts = publish_training_artifacts("student", result)
     return {**result, **artifacts}
 

@@ -160,3 +160,32 @@ def test_resume_repeats_the_uninterrupted_losses(data_dir, teacher, tmp_path):
     shutil.copytree(teacher, other)
     with pytest.raises(CheckpointError, match="teacher"):
         distill_student(data_dir, VIEW, other, resumed, config=config, steps=5, device="cpu", progress=False)
+
+
+def test_a_fresh_run_starts_from_an_earlier_student_of_the_same_teacher(data_dir, teacher, tmp_path):
+    from fada.checkpoint import newest_checkpoint
+    from safetensors.torch import load_file
+
+    runs = tmp_path / "students"
+    assert newest_checkpoint(runs, "student") is None  # no student yet: a retraining starts from the teacher
+    first = runs / "first"
+    distill_student(data_dir, VIEW, teacher, first, config=FAST, steps=1, device="cpu", progress=False)
+    assert newest_checkpoint(runs, "student") == first / "final"
+    second = runs / "second"  # learning rate 0: the weights stay the ones it started from
+    distill_student(data_dir, VIEW, teacher, second, config={**FAST, "learning_rate": 0.0}, steps=1, device="cpu",
+                    init_student=first, progress=False)
+    meta = json.loads((second / "final" / "fada.json").read_text())
+    assert meta["init_student"] == {"path": str((first / "final").resolve()), "view": VIEW, "step": 1}
+    weights = [load_file(next((run / "final" / "model").glob("*.safetensors"))) for run in (first, second)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert newest_checkpoint(runs, "student") == second / "final"
+
+    with pytest.raises(CheckpointError, match="not a student"):
+        distill_student(data_dir, VIEW, teacher, runs / "third", config=FAST, steps=1, device="cpu",
+                        init_student=teacher, progress=False)
+    other = tmp_path / "other-teacher"
+    shutil.copytree(teacher, other)
+    with pytest.raises(CheckpointError, match="distilled from teacher"):
+        distill_student(data_dir, VIEW, other, runs / "third", config=FAST, steps=1, device="cpu",
+                        init_student=first, progress=False)

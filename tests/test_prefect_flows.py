@@ -2,77 +2,29 @@
 deploy, trigger through the API with parameters as the UI sends them, wait, check views and artifacts."""
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
 from flows.flow_artifacts import asset_key
 from shards.clip_store import ClipStore
 from shards.publish import ShardLimits, publish_clips
+from tests.prefect_server import REPO, deploy, running_prefect
+from tests.prefect_server import artifact_keys as _artifact_keys
+from tests.prefect_server import asset_events as _asset_events
+from tests.prefect_server import run_and_wait as _run_and_wait
 from tests.test_dataset import _commit_source
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
-PREFECT = str(Path(sys.executable).with_name("prefect"))
 POOL = "test-cpu-pool"
 TRAINING_FLOWS = {"train_teacher_flow": "train-teacher", "distill_student_flow": "distill-student",
                   "generate_flow": "generate", "evaluate_flow": "evaluate"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    port = _free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": api,
-           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        for _ in range(180):
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("Prefect server did not start within 180 s")
-        old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
-        os.environ.update(PREFECT_API_URL=api, PREFECT_HOME=str(home))
-        subprocess.run([PREFECT, "work-pool", "create", POOL, "--type", "process"], env=env, check=True, capture_output=True)
-        worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", POOL, "--type", "process"], env=env, cwd=REPO,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with running_prefect(tmp_path_factory.mktemp("prefect-home"), pools=[POOL]) as (api, _):
         yield api
-        _stop(worker)
-        for key, value in old.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
-    finally:
-        _stop(server)
-
-
-def _stop(process: subprocess.Popen, grace_s: float = 30) -> None:
-    """SIGTERM, then SIGKILL to the whole session (its own children too) if it is still there after ``grace_s``:
-    a worker busy finishing a flow run on a loaded machine can take longer to shut down."""
-    process.terminate()
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -86,48 +38,7 @@ def data_dir(tmp_path_factory):
 
 
 def _deploy(entrypoint: str, name: str) -> str:
-    from prefect import flow
-
-    deployable = flow.from_source(source=str(REPO), entrypoint=entrypoint)
-    return str(deployable.deploy(name=name, work_pool_name=POOL, print_next_steps=False))
-
-
-async def _run_and_wait(deployment_name: str, parameters: dict, timeout_s: float = 300):
-    from prefect import get_client
-    from prefect.deployments import run_deployment
-
-    run = await run_deployment(deployment_name, parameters=parameters, timeout=0)
-    async with get_client() as client:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            run = await client.read_flow_run(run.id)
-            if run.state is not None and run.state.is_final():
-                return run
-            await asyncio.sleep(2)
-    pytest.fail(f"flow run {run.id} did not finish in {timeout_s} s (state {run.state})")
-
-
-async def _artifact_keys(flow_run_id) -> set[str]:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
-    async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    return {a.key for a in artifacts}
-
-
-async def _asset_events(key: str, timeout_s: float = 60) -> list[dict]:
-    """The ``prefect.asset.materialization.succeeded`` events of asset ``key`` (events are stored asynchronously)."""
-    from prefect import get_client
-
-    body = {"filter": {"event": {"name": ["prefect.asset.materialization.succeeded"]}, "resource": {"id": [key]}}, "limit": 50}
-    deadline = time.monotonic() + timeout_s
-    async with get_client() as client:
-        while True:
-            events = (await client.request("POST", "/events/filter", json=body)).json()["events"]
-            if events or time.monotonic() > deadline:
-                return events
-            await asyncio.sleep(2)
+    return deploy(entrypoint, name, POOL)
 
 
 def test_refilter_deployment_runs_from_the_api_and_publishes_artifacts(prefect_server, data_dir):

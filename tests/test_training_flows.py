@@ -181,7 +181,7 @@ def test_distill_flow_calls_the_library_like_the_cli_and_caches(prefect_api, tmp
     (data_dir, view, teacher, out_dir, kwargs), = calls
     assert (data_dir, view, teacher, out_dir) == (str(tmp_path / "data"), "lenient", str(tmp_path / "teacher"), str(tmp_path / "student"))
     assert kwargs == {"config": {"num_frames": 2, "loss_mode": "adaptive", "cfg_variant": "layer-tokens"}, "steps": 2,
-                      "device": None, "progress": False}
+                      "device": None, "init_student": None, "progress": False}
     assert Path(result["loss_curve"]).is_file()
     keys = asyncio.run(_artifacts(state.state_details.flow_run_id))
     assert {"student-loss-curve", "student-metrics"} <= set(keys)
