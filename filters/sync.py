@@ -110,13 +110,14 @@ def predicted_correlation(audio: np.ndarray, mouth: np.ndarray, ridge: float, fo
     Out-of-sample, so a random audio track scores about 0 however many features it has.
     """
     x, y = _standardised(audio), _standardised(mouth)
-    predicted = np.empty_like(y)
-    everything = np.arange(len(x))
-    for block in np.array_split(everything, folds):
-        train = np.setdiff1d(everything, block)
-        xt = x[train]
-        weights = np.linalg.solve(xt.T @ xt + ridge * len(train) * np.eye(x.shape[1]), xt.T @ y[train])
-        predicted[block] = x[block] @ weights
+    blocks = np.array_split(np.arange(len(x)), folds)
+    # Each fold's training Gram matrices are the whole clip's minus the block's; one batched solve for all.
+    block_xx = np.stack([x[b].T @ x[b] for b in blocks])
+    block_xy = np.stack([x[b].T @ y[b] for b in blocks])
+    train = np.array([len(x) - len(b) for b in blocks], np.float64)
+    penalty = ridge * train[:, None, None] * np.eye(x.shape[1])
+    weights = np.linalg.solve(x.T @ x - block_xx + penalty, x.T @ y - block_xy)
+    predicted = np.concatenate([x[b] @ w for b, w in zip(blocks, weights)])
     predicted, truth = predicted - predicted.mean(axis=0), y - y.mean(axis=0)
     scale = np.sqrt((predicted**2).sum(axis=0) * (truth**2).sum(axis=0))
     return float(np.mean(np.where(scale > 1e-12, (predicted * truth).sum(axis=0) / np.maximum(scale, 1e-12), 0.0)))
