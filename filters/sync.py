@@ -9,9 +9,10 @@ Both scorers fill the same catalog columns (DESIGN.md §2, "The sync scorer"):
 * ``sync_conf`` — the median distance over all shifts minus the distance at the best one (Sync-C).
 * ``sync_scorer`` — the scorer's name; thresholds are per scorer, so a profile must know which one ran.
 
-``LipAudioSyncScorer`` is the weight-free default: per frame the inner-lip gap from the face mesh against
-the audio's log-mel energy, both high-passed, compared by correlation over ±15 frame shifts.
-``filters.syncnet.SyncNetScorer`` is SyncNet with the public ``syncnet_v2.model`` weights from a local path.
+``LipAudioSyncScorer`` is the weight-free default (version 2): four mouth descriptors from the face mesh
+against 21 log-mel audio features, related per shift by a cross-validated ridge regression, with the
+confidence measured against the other shifts (details in its docstring). ``filters.syncnet.SyncNetScorer``
+is SyncNet with ``syncnet_v2.model`` weights (public or trained by ``fada train-syncnet``) from a local path.
 ``make_sync_scorer`` picks one. Neither applies thresholds.
 """
 
@@ -23,9 +24,15 @@ from filters.clip_data import ClipData
 
 MAX_SHIFT_FRAMES = 15
 
-# Face-mesh landmarks: inner lips, upper 13 and lower 14; outer eye corners 33 and 263 (the face's scale).
-UPPER_INNER_LIP, LOWER_INNER_LIP = 13, 14
+# Face-mesh landmark pairs (mediapipe's 468-point topology). Inner lips: 13–14 (centre), 82–87 and 312–317
+# (either side); outer lips: 0–17, 37–84, 267–314; mouth corners 61–291; nose base 2 to chin 152 (the jaw);
+# outer eye corners 33–263, the face's scale.
+INNER_LIP_PAIRS = ((13, 14), (82, 87), (312, 317))
+OUTER_LIP_PAIRS = ((0, 17), (37, 84), (267, 314))
+MOUTH_CORNERS = (61, 291)
+NOSE_TO_CHIN = (2, 152)
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
+MOUTH_DESCRIPTORS = ("inner_aperture", "outer_aperture", "mouth_width", "jaw_drop")
 
 
 def sync_columns(shifts: np.ndarray, distances: np.ndarray, scorer: str) -> dict:
@@ -43,112 +50,181 @@ def sync_columns(shifts: np.ndarray, distances: np.ndarray, scorer: str) -> dict
     }
 
 
-def lip_opening(landmarks: np.ndarray) -> np.ndarray:
-    """(N,) inner-lip gap (landmarks 13–14) over the outer-eye-corner distance (33–263); NaN without a face."""
+def _pair_distance(points: np.ndarray, pairs) -> np.ndarray:
+    return np.mean([np.linalg.norm(points[:, a] - points[:, b], axis=1) for a, b in pairs], axis=0)
+
+
+def mouth_descriptors(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 4) per frame, over the outer-eye-corner distance: inner-lip aperture, outer-lip aperture, mouth
+    width, jaw drop (nose base to chin) — the order of ``MOUTH_DESCRIPTORS``; NaN rows without a face."""
     points = landmarks[..., :2].astype(np.float64)
-    gap = np.linalg.norm(points[:, UPPER_INNER_LIP] - points[:, LOWER_INNER_LIP], axis=1)
     eyes = np.linalg.norm(points[:, RIGHT_EYE_OUTER] - points[:, LEFT_EYE_OUTER], axis=1)
-    return gap / eyes
+    columns = [_pair_distance(points, INNER_LIP_PAIRS), _pair_distance(points, OUTER_LIP_PAIRS),
+               _pair_distance(points, (MOUTH_CORNERS,)), _pair_distance(points, (NOSE_TO_CHIN,))]
+    return np.stack(columns, axis=1) / eyes[:, None]
 
 
-def frame_log_energy(audio: np.ndarray, rate: int, fps: float, n_frames: int, band_hz: tuple[float, float],
-                     floor_db: float, n_mels: int = 40) -> np.ndarray:
-    """(n_frames,) log-mel energy in dB of the speech band, one value per video frame.
+def frame_log_mel(audio: np.ndarray, rate: int, fps: float, n_frames: int, n_mels: int, band_hz: tuple[float, float],
+                  floor_db: float) -> np.ndarray:
+    """(n_frames, n_mels + 1) log-mel band energies and the total's, in dB, one row per video frame.
 
     Frame f's window is centred on the middle of its own samples ``[f, f + 1) · rate / fps``, so it lines up
     with the frame's mouth (ClipData: sample 0 is frame 0). Values are floored ``floor_db`` below the clip's
-    loudest frame, so the level of the background noise in pauses does not count as lip-relevant detail.
+    loudest band / total, so the level of background noise in pauses does not count as lip-relevant detail.
     """
     import librosa
 
     hop = int(round(rate / fps))
     n_fft = 1 << int(np.ceil(np.log2(1.6 * hop)))  # covers the frame with some overlap: 1024 at 16 kHz
     pad = (n_fft - hop) // 2
-    needed = n_frames * hop
-    samples = np.zeros(needed + 2 * pad, np.float32)
-    usable = min(len(audio), needed)
+    samples = np.zeros(n_frames * hop + 2 * pad, np.float32)
+    usable = min(len(audio), n_frames * hop)
     samples[pad:pad + usable] = audio[:usable]
     mel = librosa.feature.melspectrogram(y=samples, sr=rate, n_fft=n_fft, hop_length=hop, center=False,
-                                         n_mels=n_mels, fmin=band_hz[0], fmax=band_hz[1])
-    return librosa.power_to_db(mel.sum(axis=0)[:n_frames], ref=np.max, top_db=floor_db)
+                                         n_mels=n_mels, fmin=band_hz[0], fmax=min(band_hz[1], rate / 2))[:, :n_frames]
+    bands = librosa.power_to_db(mel, ref=float(mel.max()) + 1e-20, top_db=floor_db)
+    total = mel.sum(axis=0)
+    total = librosa.power_to_db(total, ref=float(total.max()) + 1e-20, top_db=floor_db)
+    return np.concatenate([bands, total[None]], axis=0).T
 
 
 def highpass(values: np.ndarray, window: int) -> np.ndarray:
-    """``values`` minus their centred moving average over ``window`` frames (removes slow trends)."""
+    """``values`` minus their centred moving average over ``window`` frames along axis 0 (removes slow trends)."""
     from scipy.ndimage import uniform_filter1d
 
-    return values - uniform_filter1d(values, window, mode="nearest")
+    return values - uniform_filter1d(values, window, axis=0, mode="nearest")
 
 
-def shifted_correlations(video: np.ndarray, audio: np.ndarray, valid: np.ndarray, shifts: np.ndarray,
-                         min_overlap: int) -> np.ndarray:
-    """Pearson correlation of ``video[f]`` with ``audio[f + s]`` for each shift s, over frames f where
-    ``valid[f]`` and ``f + s`` is inside the clip.
+def _standardised(values: np.ndarray) -> np.ndarray:
+    centred = values - values.mean(axis=0)
+    scale = centred.std(axis=0)
+    return centred / np.where(scale > 1e-12, scale, 1.0)
 
-    Raises ValueError when a shift has fewer than ``min_overlap`` such frames or a signal is flat there.
+
+def predicted_correlation(audio: np.ndarray, mouth: np.ndarray, ridge: float, folds: int) -> float:
+    """How well the audio features predict the mouth descriptors of the same frames, out of sample.
+
+    Both standardised; a ridge regression mouth ≈ audio · W (penalty ``ridge`` × training frames, on
+    standardised features) is fitted on all but one of ``folds`` contiguous blocks and predicts the held-out
+    block; returns the mean over descriptors of the Pearson correlation between prediction and truth.
+    Out-of-sample, so a random audio track scores about 0 however many features it has.
     """
-    n = len(video)
-    out = np.empty(len(shifts))
-    for index, shift in enumerate(shifts):
-        frames = np.arange(max(0, -shift), min(n, n - shift))
-        frames = frames[valid[frames]]
-        if len(frames) < min_overlap:
-            raise ValueError(f"only {len(frames)} usable frames at shift {shift:+d} (need {min_overlap}); "
-                             f"{int(valid.sum())} of {n} frames have face landmarks")
-        x, y = video[frames], audio[frames + shift]
-        x, y = x - x.mean(), y - y.mean()
-        scale = np.sqrt((x @ x) * (y @ y))
-        if scale < 1e-12:
-            raise ValueError("lip opening or audio energy is constant: nothing to correlate")
-        out[index] = (x @ y) / scale
-    return out
+    x, y = _standardised(audio), _standardised(mouth)
+    blocks = np.array_split(np.arange(len(x)), folds)
+    # Each fold's training Gram matrices are the whole clip's minus the block's; one batched solve for all.
+    block_xx = np.stack([x[b].T @ x[b] for b in blocks])
+    block_xy = np.stack([x[b].T @ y[b] for b in blocks])
+    train = np.array([len(x) - len(b) for b in blocks], np.float64)
+    penalty = ridge * train[:, None, None] * np.eye(x.shape[1])
+    weights = np.linalg.solve(x.T @ x - block_xx + penalty, x.T @ y - block_xy)
+    predicted = np.concatenate([x[b] @ w for b, w in zip(blocks, weights)])
+    predicted, truth = predicted - predicted.mean(axis=0), y - y.mean(axis=0)
+    scale = np.sqrt((predicted**2).sum(axis=0) * (truth**2).sum(axis=0))
+    return float(np.mean(np.where(scale > 1e-12, (predicted * truth).sum(axis=0) / np.maximum(scale, 1e-12), 0.0)))
 
 
 class LipAudioSyncScorer:
-    """Weight-free sync: correlation of lip opening with speech-band log-mel energy over ±max_shift frames.
+    """Weight-free sync: how well the audio predicts the mouth's movement, over ±max_shift frames.
 
-    1. Lip opening per frame (``lip_opening``); frames without landmarks are linearly interpolated for the
-       filter in step 3 and excluded from the correlation.
-    2. Audio log-mel energy per frame (``frame_log_energy``) over ``band_hz``, floored ``floor_db`` below peak.
+    1. Mouth per frame: inner and outer lip aperture, mouth width and jaw drop over the eye-corner distance
+       (``mouth_descriptors``). Frames without landmarks are interpolated for the filter of step 3 and
+       excluded from step 4.
+    2. Audio per frame: ``n_mels`` log-mel band energies over ``band_hz`` and their total, floored
+       ``floor_db`` below the clip's peak (``frame_log_mel``).
     3. Both high-passed with a ``highpass_s`` moving average, so slow drifts (head pitch, level changes)
-       do not correlate.
-    4. Distance per shift = 1 − Pearson correlation (0 = lips and sound move together, 2 = opposite);
-       the columns follow ``sync_columns``.
+       do not count.
+    4. For each shift s (audio late by s), over the frames f where both f and f + s are in the clip:
+       r(s) = ``predicted_correlation`` of mouth[f] from audio[f + s] (a ridge regression, cross-validated
+       over ``folds`` blocks — a multivariate correlation that, out of sample, is near 0 for unrelated audio).
+    5. Distance per shift = 1 − r; the columns follow ``sync_columns`` as SyncNet's do: ``sync_offset`` =
+       the shift of largest r, ``sync_dist`` = 1 − r there, ``sync_conf`` = r there − the median r over all
+       shifts (Sync-C). On ``../shared/real/`` this separated talking faces from mismatched and shuffled
+       audio better than a z-score of the peak against the other shifts (docs/quality.md).
 
-    ``__init__`` keywords are the configuration. Needs at least ``min_overlap_s`` of frames with landmarks
-    at every shift, otherwise ``score`` raises ValueError saying why.
+    A mouth that does not move (std of the high-passed inner aperture under ``min_mouth_motion``: a frozen
+    frame, a photo) has no sync evidence: conf 0, dist 1, offset missing (NaN). The scorer raises ValueError,
+    recorded in ``score_errors``, instead of guessing when the face is lost in more than ``max_face_lost`` of
+    the frames, when under ``min_speech_ratio`` of the audio is voiced speech (``filters.face_audio``), or
+    when a shift has under ``min_overlap_s`` of frames with landmarks.
+
+    Measured on ``../shared/real/`` and the generated speakers: docs/quality.md ("The sync scorer on real
+    footage").
     """
 
     name = "lip_audio_xcorr"
-    version = "1"
+    version = "2"
 
-    def __init__(self, max_shift: int = MAX_SHIFT_FRAMES, band_hz: tuple[float, float] = (80.0, 4000.0),
-                 floor_db: float = 40.0, highpass_s: float = 1.0, min_overlap_s: float = 1.0):
+    def __init__(self, max_shift: int = MAX_SHIFT_FRAMES, n_mels: int = 20, band_hz: tuple[float, float] = (80.0, 7600.0),
+                 floor_db: float = 50.0, highpass_s: float = 1.0, ridge: float = 0.1, folds: int = 5,
+                 min_mouth_motion: float = 0.004, max_face_lost: float = 0.2,
+                 min_speech_ratio: float = 0.1, min_overlap_s: float = 1.0):
         self.max_shift = max_shift
+        self.n_mels = n_mels
         self.band_hz = band_hz
         self.floor_db = floor_db
         self.highpass_s = highpass_s
+        self.ridge = ridge
+        self.folds = folds
+        self.min_mouth_motion = min_mouth_motion
+        self.max_face_lost = max_face_lost
+        self.min_speech_ratio = min_speech_ratio
         self.min_overlap_s = min_overlap_s
 
-    def distances(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray]:
-        """(shifts, 1 − correlation at each shift)."""
+    def features(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mouth (N, 4), audio (N, n_mels + 1), valid (N,)): high-passed per-frame features, and which
+        frames have landmarks. Raises ValueError when the clip cannot be judged (class docstring)."""
+        from filters.face_audio import detect_speech
+
         valid = clip.face_found
-        if not valid.any():
-            raise ValueError(f"no face landmarks in any of {clip.n_frames} frames")
-        lips = lip_opening(clip.landmarks)
+        lost = 1.0 - float(valid.mean()) if clip.n_frames else 1.0
+        if lost > self.max_face_lost:
+            raise ValueError(f"face lost in {int((~valid).sum())} of {clip.n_frames} frames "
+                             f"(more than {self.max_face_lost:.0%}): too little of the mouth to judge sync")
+        speech = detect_speech(clip.audio, clip.audio_rate).speech_ratio
+        if speech < self.min_speech_ratio:
+            raise ValueError(f"only {speech:.0%} of the audio is voiced speech (need {self.min_speech_ratio:.0%}): "
+                             "silence or non-speech cannot be matched to lips")
         frames = np.arange(clip.n_frames)
-        lips = np.interp(frames, frames[valid], lips[valid])
-        energy = frame_log_energy(clip.audio, clip.audio_rate, clip.fps, clip.n_frames, self.band_hz,
-                                  self.floor_db)
+        mouth = mouth_descriptors(clip.landmarks)
+        mouth = np.stack([np.interp(frames, frames[valid], column[valid]) for column in mouth.T], axis=1)
+        audio = frame_log_mel(clip.audio, clip.audio_rate, clip.fps, clip.n_frames, self.n_mels, self.band_hz,
+                              self.floor_db)
         window = max(3, int(round(self.highpass_s * clip.fps)) | 1)
+        return highpass(mouth, window), highpass(audio, window), valid
+
+    def correlations(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray] | None:
+        """(shifts, r at each shift), or None when the mouth does not move."""
+        mouth, audio, valid = self.features(clip)
+        if mouth[valid, 0].std() < self.min_mouth_motion:
+            return None
+        n = clip.n_frames
+        min_overlap = int(np.ceil(self.min_overlap_s * clip.fps))
         shifts = np.arange(-self.max_shift, self.max_shift + 1)
-        correlations = shifted_correlations(highpass(lips, window), highpass(energy, window), valid, shifts,
-                                            min_overlap=int(np.ceil(self.min_overlap_s * clip.fps)))
+        out = np.empty(len(shifts))
+        for index, shift in enumerate(shifts):
+            frames = np.arange(max(0, -shift), min(n, n - shift))
+            frames = frames[valid[frames]]
+            if len(frames) < max(min_overlap, 2 * self.folds):
+                raise ValueError(f"only {len(frames)} usable frames at shift {shift:+d} (need {min_overlap}); "
+                                 f"{int(valid.sum())} of {n} frames have face landmarks")
+            out[index] = predicted_correlation(audio[frames + shift], mouth[frames], self.ridge, self.folds)
+        return shifts, out
+
+    def distances(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray]:
+        """(shifts, 1 − r at each shift); all 1 when the mouth does not move."""
+        found = self.correlations(clip)
+        if found is None:
+            shifts = np.arange(-self.max_shift, self.max_shift + 1)
+            return shifts, np.ones(len(shifts))
+        shifts, correlations = found
         return shifts, 1.0 - correlations
 
     def score(self, clip: ClipData) -> dict:
-        shifts, distances = self.distances(clip)
-        return sync_columns(shifts, distances, self.name)
+        found = self.correlations(clip)
+        if found is None:
+            return {"sync_offset": float("nan"), "sync_dist": 1.0, "sync_conf": 0.0, "sync_scorer": self.name}
+        shifts, correlations = found
+        return sync_columns(shifts, 1.0 - correlations, self.name)
 
 
 def make_sync_scorer(weights_path: str | None = None, device: str = "cpu"):

@@ -15,7 +15,7 @@ from shards.publish import ShardLimits, publish_clips
 from shards.shard_writer import ShardWriter
 from shards.views import ViewError, refilter, select
 
-GOOD = {"source_prior": 0.9, "source_denied": 0.0, "iqa": 0.93, "face_px": 250.0, "exposure_clip": 0.0, "blockiness": 0.02,
+GOOD = {"source_prior": 0.9, "source_denied": 0.0, "iqa": 0.93, "sharpness": 100.0, "face_px": 250.0, "exposure_clip": 0.0, "blockiness": 0.02,
         "sync_scorer": "lip_audio_xcorr", "sync_offset": 0.0, "sync_conf": 0.8, "sync_dist": 0.2, "camera_shake": 0.03,
         "bg_motion": 0.08, "head_motion": 0.005, "pose_range_deg": 5.0, "single_face_ratio": 1.0, "face_mesh_ratio": 1.0,
         "speech_ratio": 0.5, "audio_clip_ratio": 0.0, "snr_db": 50.0}
@@ -27,7 +27,7 @@ def _commit_source(store, index, rng):
     records = []
     for clip in range(4):
         # clip 0 and 1 pass strict; 2 and 3 only lenient (image quality, sync offset and shake get worse)
-        scores = {**GOOD, "iqa": [0.95, 0.9, 0.7, 0.6][clip], "sync_offset": [0.0, 1.0, 2.0, -4.0][clip], "camera_shake": [0.1, 0.3, 0.6, 1.5][clip]}
+        scores = {**GOOD, "iqa": [0.95, 0.9, 0.7, 0.6][clip], "sync_offset": [0.0, 1.0, 2.0, -2.0][clip], "camera_shake": [0.1, 0.3, 0.6, 1.5][clip]}
         name = f"c00000_{clip:04d}"
         (staging / f"{name}.mp4").write_bytes(rng.bytes(2000))
         (staging / f"{name}.wav").write_bytes(rng.bytes(500))
@@ -115,7 +115,7 @@ def test_views_are_named_immutable_and_tighter_is_a_subset(dataset):
     tight_view, _ = refilter(data, tighter, "teacher-tight")
     flat = lambda v: {k for keys in v["shards"].values() for k in keys}  # noqa: E731
     assert flat(tight_view) < flat(view)
-    assert view["profile"]["dimensions"]["image_quality"]["iqa"]["min"] == 0.85 and view["catalog"]["files"]
+    assert view["profile"]["dimensions"]["image_quality"]["iqa"]["min"] == strict.raw["dimensions"]["image_quality"]["iqa"]["min"] and view["catalog"]["files"]
     assert "too_short" in view["summary"]["per_reason"] and view["summary"]["per_source_tag"]
 
 

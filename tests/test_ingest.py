@@ -205,7 +205,7 @@ def test_kept_clips_carry_every_score_and_the_scorer_versions(run):
     assert late
     assert all(abs(r["sync_offset"] - 4) <= 1 for r in late)  # 5 frames at 30 fps = 4.2 output frames at 25 fps
     ledger = SourceLedger(run["data"]).get(run["records"]["offset0"][0]["source_id"])
-    assert ledger["scorers"]["lip_audio_xcorr"] == "1"
+    assert ledger["scorers"]["lip_audio_xcorr"] == "2"
 
 
 def test_sidecar_span_is_where_both_exist(run):

@@ -48,14 +48,38 @@ def test_shuffled_audio_has_lower_confidence(offset_clips):
         assert synced["sync_dist"] < shuffled["sync_dist"] - 0.2, (synced, shuffled)
 
 
-def test_default_scorer_needs_enough_frames_with_landmarks(offset_clips):
+def test_default_scorer_says_why_it_cannot_score(offset_clips):
+    """Face lost in most frames, silence, too short a clip: ValueError naming the reason, never a guess."""
     clip = offset_clips[0]
     sparse = clip.landmarks.copy()
     sparse[20:] = np.nan
-    with pytest.raises(ValueError, match="usable frames"):
+    with pytest.raises(ValueError, match="face lost in 80 of 100 frames"):
         LipAudioSyncScorer().score(dataclasses.replace(clip, landmarks=sparse))
-    with pytest.raises(ValueError, match="no face landmarks"):
-        LipAudioSyncScorer().score(dataclasses.replace(clip, landmarks=np.full_like(clip.landmarks, np.nan)))
+    with pytest.raises(ValueError, match="voiced speech"):
+        LipAudioSyncScorer().score(dataclasses.replace(clip, audio=np.zeros_like(clip.audio)))
+    with pytest.raises(ValueError, match="usable frames"):
+        LipAudioSyncScorer(min_overlap_s=4.0).score(clip)
+
+
+def test_still_mouth_has_no_sync_evidence(offset_clips):
+    """The first frame's landmarks repeated (a frozen face) with the clip's own speech: conf 0, no offset."""
+    clip = offset_clips[0]
+    frozen = np.repeat(clip.landmarks[:1], clip.n_frames, axis=0)
+    scores = LipAudioSyncScorer().score(dataclasses.replace(clip, landmarks=frozen))
+    assert scores["sync_conf"] == 0.0 and scores["sync_dist"] == 1.0 and np.isnan(scores["sync_offset"])
+    assert LipAudioSyncScorer().score(clip)["sync_conf"] > 0.3
+
+
+def test_other_speakers_audio_has_lower_confidence(offset_clips, tmp_path):
+    """Another generated speaker's speech (a different syllable plan) under this face."""
+    other = make_clip(SpeakerSpec(seed=77, duration_s=4.0, width=512, height=512), tmp_path)[0]
+    clip = offset_clips[0]
+    audio = np.zeros_like(clip.audio)
+    audio[: min(len(audio), len(other.audio))] = other.audio[: len(audio)]
+    scorer = LipAudioSyncScorer()
+    synced, mismatched = scorer.score(clip), scorer.score(dataclasses.replace(clip, audio=audio))
+    assert synced["sync_conf"] > mismatched["sync_conf"] + 0.1, (synced, mismatched)
+    assert synced["sync_dist"] < mismatched["sync_dist"] - 0.3, (synced, mismatched)
 
 
 def test_default_scorer_tolerates_missing_landmark_frames(offset_clips):
