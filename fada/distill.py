@@ -259,11 +259,11 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
 
     from shards.reader import ClipWindowDataset
 
-    lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
-    view = lineage["view"]
     runtime = setup_runtime(device)
     out_dir = Path(out_dir)
     teacher_dir = resolve_checkpoint(teacher)
+    lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
+    view = lineage["view"]
     teacher_model, codec, teacher_meta = load_inference_checkpoint(teacher_dir, runtime.device)
     if teacher_meta.get("kind") != "teacher":
         raise CheckpointError(f"{teacher_dir} holds a {teacher_meta.get('kind')}, not a teacher")

@@ -116,9 +116,9 @@ def train_teacher(data_dir: str | os.PathLike, view: str, config: dict, steps: i
 
     from shards.reader import ClipWindowDataset
 
+    train = TeacherTrainConfig.from_dict(config.get("train", {}))
     lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
     view = lineage["view"]
-    train = TeacherTrainConfig.from_dict(config.get("train", {}))
     runtime = setup_runtime(device)
     out_dir = Path(out_dir)
     torch.manual_seed(train.seed)
