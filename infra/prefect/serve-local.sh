@@ -27,8 +27,10 @@ start_group() {  # start_group LOGFILE|- COMMAND...: run COMMAND in a new proces
   groups+=("$!")
 }
 
-alive() { local g; for g in "${groups[@]}"; do kill -0 -- "-$g" 2> /dev/null && return 0; done; return 1; }
-all_alive() { local g; for g in "${groups[@]}"; do kill -0 -- "-$g" 2> /dev/null || return 1; done; return 0; }
+# A group is alive while any of its processes is; its leader (the pid started) may not have called setsid yet.
+group_alive() { kill -0 -- "-$1" 2> /dev/null || kill -0 "$1" 2> /dev/null; }
+alive() { local g; for g in "${groups[@]}"; do group_alive "$g" && return 0; done; return 1; }
+all_alive() { local g; for g in "${groups[@]}"; do group_alive "$g" || return 1; done; return 0; }
 
 stop_all() {
   trap - INT TERM EXIT
@@ -36,7 +38,7 @@ stop_all() {
   echo; echo "stopping the workers and the Prefect server …"
   local signal wait_s g
   for signal in INT TERM KILL; do
-    for g in "${groups[@]}"; do kill "-$signal" -- "-$g" 2> /dev/null || true; done
+    for g in "${groups[@]}"; do kill "-$signal" -- "-$g" 2> /dev/null || kill "-$signal" "$g" 2> /dev/null || true; done
     [[ $signal == KILL ]] && break
     for wait_s in $(seq 1 20); do alive || break; sleep 0.5; done
     alive || break
