@@ -99,7 +99,7 @@ class FadaPipeline:
         if tiny_decoder:
             if codec.kind != "vae":
                 raise ValueError("--tiny-decoder applies to VAE checkpoints; this one works on pixels")
-            codec.tiny_decoder = load_tiny_decoder(tiny_decoder).to(device=device, dtype=dtype).eval()
+            codec.use_tiny_decoder(load_tiny_decoder(tiny_decoder).to(device=device, dtype=dtype))
         if mode != "teacher" and meta.get("kind") != "student":
             raise ValueError(f"{path} holds a {meta.get('kind')}; modes balanced/fast need a distilled student")
         if mode == "balanced" and model.cfg is not None:
