@@ -206,6 +206,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=3, help="clips per generated video")
     parser.add_argument("--distill-batch-limit", type=int, default=32, help="largest batch the distill search tries")
     parser.add_argument("--memory-cap-gib", type=float, default=None, help="cap GPU memory (emulate an 80 GB card)")
+    parser.add_argument("--step-times-from", default=None,
+                        help="a JSON report of an earlier run whose train/distill step times the loader section compares with")
     parser.add_argument("--loader-workers", default=None, help="DataLoader worker counts (default 0,4,8,12 / tiny 0,2)")
     args = parser.parse_args()
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
@@ -236,9 +238,9 @@ def main() -> None:
         show()
     if "distill" in sections:
         teacher = model.to(device=device, dtype=torch.float32).eval()  # as distill_student loads it (fp32 + autocast)
-        report["distill_step"] = [
-            distill_step_benchmark(teacher, device, timed, frames=clip_frames, side=side, solver_steps=steps,
-                                   cfg_variant=variant, repeats=2 if args.tiny else 3)
+        report["distill_step"] = [  # --tiny: 16² latents, one timed step after the warm-up (smoke test)
+            distill_step_benchmark(teacher, device, timed, frames=clip_frames, side=16 if args.tiny else side,
+                                   solver_steps=steps, cfg_variant=variant, repeats=1 if args.tiny else 3)
             for steps in (8, 2) for variant in ("layer-tokens", "none")]
         report["distill_largest_batch"] = {
             variant: largest_batch(teacher, device, limit=args.distill_batch_limit, frames=clip_frames, side=side,
@@ -265,6 +267,10 @@ def main() -> None:
                                                                      args.clips, codec.size, channels_last)
                 show()
     if "loader" in sections:
+        if args.step_times_from and Path(args.step_times_from).is_file():
+            earlier = json.loads(Path(args.step_times_from).read_text() or "{}")
+            report.setdefault("train_step", earlier.get("train_step", []))
+            report.setdefault("distill_step", earlier.get("distill_step", []))
         steps = {"teacher_step": next((row["seconds"] for row in report.get("train_step", []) if "seconds" in row), None),
                  "distill_step_8_cfg": next((row["seconds"] for row in report.get("distill_step", []) if "seconds" in row), None)}
         workers = [int(n) for n in (args.loader_workers or ("0,2" if args.tiny else "0,4,8,12")).split(",")]
