@@ -135,3 +135,16 @@ def test_missing_vae_or_view_exit_2_with_one_line(data_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--steps", "1", "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("error: no AutoencoderKL")
     assert not (tmp_path / "o").exists()
+
+
+def test_reader_uint8_frames_convert_to_the_float_windows(data_dir):
+    from shards.reader import ClipWindowDataset, to_unit_range
+
+    windows = {}
+    for uint8 in (False, True):
+        dataset = ClipWindowDataset(data_dir, "train", n_frames=4, n_motion_frames=2, shuffle_buffer=0, uint8_frames=uint8)
+        windows[uint8] = next(iter(dataset))
+    assert windows[True]["frames"].dtype == torch.uint8 and windows[True]["frames"].shape == (4, 3, SIZE, SIZE)
+    assert windows[True]["start_frame"] == windows[False]["start_frame"]
+    for part in ("frames", "motion_frames"):
+        torch.testing.assert_close(to_unit_range(windows[True][part]), windows[False][part])
