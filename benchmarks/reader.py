@@ -25,8 +25,8 @@ CLIPS, SECONDS, SIZE, COPIES, PER_SHARD = 8, 4.0, 512, 2, 4
 VERSION = "shards/bench"
 
 
-def render_clips(folder: Path) -> list[dict[str, bytes]]:
-    """CLIPS distinct rendered clips as {mp4, wav, json} payloads (keys filled in when written).
+def render_clips(folder: Path, n_clips: int = CLIPS, seconds: float = SECONDS, size: int = SIZE) -> list[dict[str, bytes]]:
+    """``n_clips`` distinct rendered clips as {mp4, wav, json} payloads (keys filled in when written).
 
     Each is re-encoded with the ingest stage's own encoder (`shards.media_writer`), so the shards have the
     same codec settings (keyframe interval included) as shards written by `fada ingest`.
@@ -37,10 +37,10 @@ def render_clips(folder: Path) -> list[dict[str, bytes]]:
     from shards.media_writer import Mp4Writer
 
     clips = []
-    for seed in range(CLIPS):
-        spec = SpeakerSpec(seed=seed, duration_s=SECONDS, width=SIZE, height=SIZE, with_audio=False)
+    for seed in range(n_clips):
+        spec = SpeakerSpec(seed=seed, duration_s=seconds, width=size, height=size, with_audio=False)
         render_speaker(spec, folder / f"{seed}-rendered.mp4")
-        with av.open(str(folder / f"{seed}-rendered.mp4")) as rendered, Mp4Writer(folder / f"{seed}.mp4", fps=spec.fps, width=SIZE, height=SIZE) as writer:
+        with av.open(str(folder / f"{seed}-rendered.mp4")) as rendered, Mp4Writer(folder / f"{seed}.mp4", fps=spec.fps, width=size, height=size) as writer:
             for frame in rendered.decode(video=0):
                 writer.write(frame.to_ndarray(format="rgb24"))
         render_sidecar_audio(spec, folder / f"{seed}.wav", rate=16000, channels=1)
@@ -50,17 +50,17 @@ def render_clips(folder: Path) -> list[dict[str, bytes]]:
     return clips
 
 
-def write_dataset(data_dir: Path, clips: list[dict]) -> list[Path]:
-    """Shards of COPIES × CLIPS samples and a view `all` selecting them; returns the shard paths."""
+def write_dataset(data_dir: Path, clips: list[dict], copies: int = COPIES, per_shard: int = PER_SHARD) -> list[Path]:
+    """Shards of ``copies`` × len(clips) samples and a view `all` selecting them; returns the shard paths."""
     from shards.shard_writer import ShardWriter
 
     by_shard: dict[str, list[str]] = {}
-    with ShardWriter(data_dir / VERSION, max_count=PER_SHARD) as writer:
-        for n in range(COPIES * len(clips)):
+    with ShardWriter(data_dir / VERSION, max_count=per_shard) as writer:
+        for n in range(copies * len(clips)):
             clip, key = clips[n % len(clips)], f"bench_{n:05d}"
             record = json.dumps({"key": key, **clip["record"]}).encode()
             writer.add(key, {"mp4": clip["mp4"], "wav": clip["wav"], "json": record})
-            by_shard.setdefault(f"{VERSION}/clips-{n // PER_SHARD:06d}.tar", []).append(key)
+            by_shard.setdefault(f"{VERSION}/clips-{n // per_shard:06d}.tar", []).append(key)
     (data_dir / "views").mkdir()
     (data_dir / "views" / "all.json").write_text(json.dumps({"name": "all", "shards": by_shard}))
     return sorted((data_dir / VERSION).glob("clips-*.tar"))

@@ -5,6 +5,7 @@
   A tiny decoder (`AutoencoderTiny`, TAESD's layout, which decodes SD's scaled latents) may replace the SD
   decoder at inference: 10× faster for 16 frames 512² on an H100 (docs/benchmarks.md), what lets the fast
   mode run in real time.
+  `fada train-tiny-decoder` (`fada.tiny_decoder`) distils one for a user's own VAE and frames.
 * `PixelCodec` — tiny models' "latents" are the frames themselves, area-downsampled to ``size``²; decoding
   upsamples back. It keeps the demo and the CPU tests honest: what the model learns is visible in its output.
 
@@ -59,11 +60,20 @@ class VaeCodec:
 
     def __init__(self, vae, size: int = 512, decode_chunk: int = 8, tiny_decoder=None):
         self.vae = vae.eval().requires_grad_(False)
-        self.tiny_decoder = tiny_decoder.eval().requires_grad_(False) if tiny_decoder is not None else None
         self.size = size
         self.decode_chunk = decode_chunk
         self.scaling_factor = vae.config.scaling_factor
         self.latent_channels = vae.config.latent_channels
+        self.tiny_decoder = None
+        if tiny_decoder is not None:
+            self.use_tiny_decoder(tiny_decoder)
+
+    def use_tiny_decoder(self, tiny_decoder) -> None:
+        """Decode with ``tiny_decoder`` (an `AutoencoderTiny`) from now on; it must read this VAE's latents."""
+        if tiny_decoder.config.latent_channels != self.latent_channels:
+            raise ValueError(f"the tiny decoder reads {tiny_decoder.config.latent_channels}-channel latents; this "
+                             f"model's VAE makes {self.latent_channels}")
+        self.tiny_decoder = tiny_decoder.eval().requires_grad_(False)
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:

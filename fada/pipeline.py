@@ -85,7 +85,8 @@ class FadaPipeline:
 
     def __init__(self, model, codec, mode: str = "teacher", *, num_inference_steps: int | None = None,
                  guidance_reference: float | None = None, guidance_audio: float | None = None,
-                 clip_frames: int = 16, output_size: int | None = None, compile: bool = False):
+                 clip_frames: int = 16, output_size: int | None = None, compile: bool = False,
+                 channels_last: bool | None = None):
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: use one of {', '.join(MODES)}")
         defaults = MODE_DEFAULTS[mode]
@@ -97,7 +98,13 @@ class FadaPipeline:
         self.clip_frames, self.output_size = clip_frames, output_size or codec.size
         self.scheduler = make_scheduler(mode)
         self.nfe = NFECounter()
-        if compile:  # ~30 % less per NFE on an H100 after ~75 s of compilation (docs/benchmarks.md)
+        if self.device.type == "cpu":
+            use_available_cores()
+        if channels_last if channels_last is not None else self.device.type == "cpu":
+            for net in (model.reference_net, model.denoising_net):  # oneDNN's convolutions run without reorders
+                net.to(memory_format=torch.channels_last)
+        if compile and not isinstance(model.denoising_net, torch._dynamo.eval_frame.OptimizedModule):
+            # ~30 % less per NFE on an H100 after ~75 s of compilation (docs/benchmarks.md)
             model.denoising_net = torch.compile(model.denoising_net)
 
     @property
@@ -120,7 +127,7 @@ class FadaPipeline:
         if tiny_decoder:
             if codec.kind != "vae":
                 raise ValueError("--tiny-decoder applies to VAE checkpoints; this one works on pixels")
-            codec.tiny_decoder = load_tiny_decoder(tiny_decoder).to(device=device, dtype=dtype).eval()
+            codec.use_tiny_decoder(load_tiny_decoder(tiny_decoder).to(device=device, dtype=dtype))
         check_mode(meta, mode, path)
         clip_frames = kwargs.pop("clip_frames", None) or meta.get("config", {}).get("train", {}).get("num_frames", 16)
         return cls(model, codec, mode, clip_frames=clip_frames, **kwargs)
@@ -200,6 +207,16 @@ class FadaPipeline:
         seconds = time.perf_counter() - start
         clips = -(-audio.n_frames // self.clip_frames)
         return GenerationResult(writer.frames_written, clips, self.nfe.total, self.nfe.total / clips, seconds, str(path))
+
+
+def use_available_cores() -> int:
+    """Give torch every core this process may run on, unless OMP_NUM_THREADS says otherwise (Ray sets it to the
+    task's CPUs in its workers); returns the thread count."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if torch.get_num_threads() != cores:
+            torch.set_num_threads(cores)
+    return torch.get_num_threads()
 
 
 def codec_dtype(codec, default: torch.dtype) -> torch.dtype:

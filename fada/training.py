@@ -159,7 +159,9 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
 
     The reference image is a frame of the window drawn per sample (DESIGN.md §3: any frame of the clip).
     """
-    clip = torch.cat([batch["motion_frames"], batch["frames"]], 1).to(device)
+    from shards.reader import to_unit_range
+
+    clip = to_unit_range(torch.cat([batch["motion_frames"], batch["frames"]], 1), device)  # uint8 or [-1, 1]
     batch_size, frames = clip.shape[:2]
     latents = codec.encode(clip.flatten(0, 1)).view(batch_size, frames, -1, *codec_latent_hw(codec, clip)).to(dtype)
     motion = batch["motion_frames"].shape[1]

@@ -1,8 +1,8 @@
-"""The model subcommands of ``fada``: train-teacher, distill, generate, evaluate, ablate, split (and
-train-syncnet, from `flows.cli_syncnet`).
+"""The model subcommands of ``fada``: train-teacher, distill, generate, train-tiny-decoder, evaluate, ablate,
+split (and train-syncnet, from `flows.cli_syncnet`).
 
 Each parses its arguments and calls one library function (`fada.train_teacher.train_teacher`,
-`fada.distill.distill_student`, `fada.pipeline.FadaPipeline`, `fada.evaluate.evaluate`,
+`fada.distill.distill_student`, `fada.pipeline.FadaPipeline`, `fada.tiny_decoder.train_tiny_decoder`, `fada.evaluate.evaluate`,
 `fada.ablation.run_ablation`, `shards.splits.write_test_view`); the Prefect flows call the same functions.
 """
 
@@ -83,6 +83,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {result.path}: {result.frames} frames in {result.clips} clips, NFE-D {result.nfe_per_clip:g} per clip "
           f"({result.nfe_total} in all), {result.seconds:.1f} s = {result.seconds_per_video_second:.2f} s per video second")
+    return 0
+
+
+def cmd_train_tiny_decoder(args: argparse.Namespace) -> int:
+    from fada.tiny_decoder import TinyDecoderTrainConfig, train_tiny_decoder
+
+    config = TinyDecoderTrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, width=args.width,
+                                    frame_size=args.size, mixed_precision=args.precision, num_workers=args.workers)
+    try:
+        summary = train_tiny_decoder(args.data, args.view, args.vae, args.out, config, eval_view=args.eval_view,
+                                     device=args.device, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    held_out = summary["held_out"]
+    quality = (f"held-out '{summary['eval_view']}' PSNR vs the VAE decoder {held_out['psnr_db']:.1f} dB "
+               f"(untrained {summary['held_out_untrained']['psnr_db']:.1f} dB)" if held_out else "no held-out view")
+    print(f"tiny decoder: {config.steps} steps, decoder loss {summary['first_loss_decoder']:.4f} → "
+          f"{summary['last_loss_decoder']:.4f}; {quality}")
+    print(f"saved {args.out}  (use: fada generate --tiny-decoder {args.out} …)")
     return 0
 
 
@@ -177,6 +197,22 @@ def add_model_commands(sub) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the denoising net (GPU; ~75 s once)")
     common(p)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train-tiny-decoder", help="distil a fast AutoencoderTiny decoder from the SD VAE on a view's frames")
+    p.add_argument("--data", required=True, help="data directory")
+    p.add_argument("--view", default="lenient", help="frames to train on (default: lenient)")
+    p.add_argument("--vae", required=True, help="local SD1.5 directory (diffusers layout) or its vae/ directory")
+    p.add_argument("--out", required=True, help="output directory (diffusers AutoencoderTiny + distill.json)")
+    p.add_argument("--eval-view", default="test", help="held-out view for the before/after error (skipped if absent)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=8, help="frames per step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--width", type=int, default=64, help="channels per tiny block (TAESD: 64)")
+    p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: 512, the SD VAE's)")
+    p.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="autocast of the tiny networks")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding frames")
+    common(p)
+    p.set_defaults(func=cmd_train_tiny_decoder)
 
     p = sub.add_parser("evaluate", help="the paper's Table 1 columns for checkpoints on the held-out test view")
     p.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat to compare several)")

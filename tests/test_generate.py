@@ -144,3 +144,37 @@ def test_silent_audio_warns_and_unreadable_audio_is_refused(tmp_path):
 def test_student_modes_need_a_student(checkpoint):
     with pytest.raises(ValueError, match="need a distilled student"):
         FadaPipeline.from_checkpoint(checkpoint, "fast", device="cpu")
+
+
+def test_cpu_layout_and_threads_leave_the_denoised_latents_unchanged(checkpoint):
+    """The CPU defaults (channels-last convolution weights) compute the same clip as the plain layout."""
+    plain = FadaPipeline.from_checkpoint(checkpoint, "teacher", device="cpu", num_inference_steps=3, channels_last=False)
+    fast = FadaPipeline.from_checkpoint(checkpoint, "teacher", device="cpu", num_inference_steps=3)
+    channels_last = torch.channels_last
+    assert fast.model.denoising_net.conv_in.weight.is_contiguous(memory_format=channels_last)
+    assert not plain.model.denoising_net.conv_in.weight.is_contiguous(memory_format=channels_last)
+    torch.manual_seed(1)
+    reference = torch.rand(1, 3, 32, 32) * 2 - 1
+    motion = reference[:, None].repeat(1, 2, 1, 1, 1)
+    audio = torch.randn((4 + 2 * plain.model.audio_context_frames) * 640) * 0.1
+    latents = [pipeline.denoise_clip(motion, audio, pipeline.reference_banks(reference)[1],
+                                     torch.Generator().manual_seed(0)) for pipeline in (plain, fast)]
+    torch.testing.assert_close(latents[1], latents[0], atol=1e-4, rtol=1e-4)
+    assert latents[0].abs().max() > 0.1
+
+
+def test_generation_uses_the_available_cores_unless_omp_threads_are_set(monkeypatch):
+    import os
+
+    from fada.pipeline import use_available_cores
+
+    previous = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(1)
+        assert use_available_cores() == len(os.sched_getaffinity(0))
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as Ray sets it in a one-CPU worker
+        torch.set_num_threads(1)
+        assert use_available_cores() == 1
+    finally:
+        torch.set_num_threads(previous)
