@@ -160,10 +160,18 @@ async def artifact_keys(flow_run_id) -> set[str]:
 
 
 async def asset_events(key: str, timeout_s: float = 60) -> list[dict]:
-    """The ``prefect.asset.materialization.succeeded`` events of asset ``key`` (events are stored asynchronously)."""
+    """The ``prefect.asset.materialization.succeeded`` events of asset ``key``."""
+    return await events("prefect.asset.materialization.succeeded", resource_id=key, timeout_s=timeout_s)
+
+
+async def events(name: str, resource_id: str | None = None, timeout_s: float = 60) -> list[dict]:
+    """The stored events called ``name`` (of resource ``resource_id``), once there is one (events are stored
+    asynchronously)."""
     from prefect import get_client
 
-    body = {"filter": {"event": {"name": ["prefect.asset.materialization.succeeded"]}, "resource": {"id": [key]}}, "limit": 50}
+    body = {"filter": {"event": {"name": [name]}}, "limit": 50}
+    if resource_id is not None:
+        body["filter"]["resource"] = {"id": [resource_id]}
     deadline = time.monotonic() + timeout_s
     async with get_client() as client:
         while True:

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from tests.prefect_server import PREFECT, REPO, running_postgres, running_prefect, run_and_wait, wait_for_run
+from tests.prefect_server import PREFECT, REPO, events, running_postgres, running_prefect, run_and_wait, wait_for_run
 
 STUDENT_SETTINGS = {"num_frames": 2, "batch_size": 1, "windows_per_clip": 1, "shuffle_buffer": 4, "solver_steps_per_window": 1}
 
@@ -75,20 +75,6 @@ async def _flow_runs(deployment_name: str) -> list:
         return await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
 
 
-async def _events(name: str, timeout_s: float = 60) -> list[dict]:
-    """The stored events called ``name``, once there is one (events are stored asynchronously)."""
-    from prefect import get_client
-
-    body = {"filter": {"event": {"name": [name]}}, "limit": 50}
-    deadline = time.monotonic() + timeout_s
-    async with get_client() as client:
-        while True:
-            events = (await client.request("POST", "/events/filter", json=body)).json()["events"]
-            if events or time.monotonic() > deadline:
-                return events
-            await asyncio.sleep(2)
-
-
 def _wait_for_student_run(timeout_s: float = 240):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -105,7 +91,7 @@ def test_refresh_that_adds_enough_hours_retrains_the_student_through_the_automat
     parameters = {"manifest": str(sources), "data_dir": str(data), "workers": 0, "retrain_min_hours": 0.0001}
     refresh = asyncio.run(run_and_wait("dataset-refresh/dataset-refresh", parameters))
     assert refresh.state.is_completed(), refresh.state
-    (event,) = asyncio.run(_events("fada.dataset.grown"))
+    (event,) = asyncio.run(events("fada.dataset.grown"))
     lenient = event["payload"]["view"]
     assert lenient.startswith("lenient-") and (data / "views" / f"{lenient}.json").is_file()
     assert event["payload"]["added_hours"] >= 0.0001 and event["payload"]["data_dir"] == str(data.resolve())
@@ -121,8 +107,8 @@ def test_refresh_that_adds_enough_hours_retrains_the_student_through_the_automat
 
     second = asyncio.run(run_and_wait("dataset-refresh/dataset-refresh", parameters))  # nothing new: no event
     assert second.state.is_completed(), second.state
-    events = asyncio.run(_events("fada.dataset.grown"))
-    assert [e["payload"]["view"] for e in events] == [lenient]
+    grown = asyncio.run(events("fada.dataset.grown"))
+    assert [e["payload"]["view"] for e in grown] == [lenient]
     assert len(asyncio.run(_flow_runs("distill-student/distill-student"))) == 1
 
 
