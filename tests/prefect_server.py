@@ -95,6 +95,7 @@ def running_prefect(home: Path, pools: list[str], database_url: str | None = Non
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     workers = []
     old = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+    stack = contextlib.ExitStack()
     try:
         for _ in range(180):
             if server.poll() is not None:
@@ -107,6 +108,10 @@ def running_prefect(home: Path, pools: list[str], database_url: str | None = Non
         else:
             pytest.fail("Prefect server did not start within 180 s")
         os.environ.update(PREFECT_API_URL=api, PREFECT_HOME=str(home))
+        # this process's Prefect settings were resolved when an earlier server ran: point them here too
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api}))
         for pool in pools:
             subprocess.run([PREFECT, "work-pool", "create", pool, "--type", "process"], env=env, check=True, capture_output=True)
             workers.append(subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env=env,
@@ -114,6 +119,7 @@ def running_prefect(home: Path, pools: list[str], database_url: str | None = Non
                                             start_new_session=True))
         yield api, env
     finally:
+        stack.close()
         for worker in workers:
             stop(worker)
         for key, value in old.items():
