@@ -45,8 +45,10 @@ def ray_cluster():
     environment a driver joins it with (RAY_ADDRESS, the token) and the second node's process."""
     root = Path(tempfile.mkdtemp(prefix="fada-ray-"))
     port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env.pop("RAY_ADDRESS", None)
+    # none of this process's RAY_* variables: a local Ray of an earlier test (ensure_ray) turns multi-node
+    # clusters off and leaves its own settings there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--object-store-memory", str(128 * 2**20),
               "--disable-usage-stats", "--block"]
     nodes = []
