@@ -103,7 +103,6 @@ def _clip_keys(data: Path) -> list[str]:
     return sorted(read_catalog(data, columns=["key"]).column("key").to_pylist())
 
 
-@pytest.mark.skip(reason="hangs after the merge of this stop: the rerun after the node is killed never finishes; tracked on issue 18")
 def test_losing_a_node_mid_ingest_loses_nothing_after_the_rerun(manifest, tmp_path):
     clean = tmp_path / "clean"
     done = subprocess.run([str(BIN / "fada"), "ingest", str(manifest), "--out", str(clean), "--workers", "0", "--quiet"],
