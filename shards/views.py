@@ -272,7 +272,7 @@ def _view_columns(profile: Profile, exclude: bool) -> list[str]:
 
 
 def _held_sources(data_dir: str | os.PathLike, files: list[Path], excluded: dict) -> pa.Array:
-    """The split's recorded sources and those its rule holds out in this catalog (``shards.splits``)."""
+    """The split's recorded sources and those its rule holds out in this catalog (``shards.split_rule``)."""
     usable = set()
     for batch in iter_catalog(data_dir, ["source_id", "status"], files):
         usable.update(pc.unique(pc.filter(batch.column("source_id"), pc.fill_null(pc.equal(batch.column("status"), "ok"), False))).to_pylist())
@@ -366,6 +366,7 @@ def _refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, resha
 
 
 def profile_record(profile: Profile) -> dict:
+    """What a view records of the profile it applied (name, description, thresholds)."""
     return {"name": profile.name, "description": profile.description, "dimensions": profile.raw.get("dimensions", {})}
 
 

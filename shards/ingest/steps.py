@@ -4,7 +4,8 @@
    its sidecar's; drops ``unreadable`` (nothing to key a record on) and ``already_ingested`` (the ledger holds
    the same bytes, under any name: the new URI becomes an alias).
 2. ``Probe`` — streams, rotation, the usable span where video and audio both exist (``filters.probe``); drops
-   the probe's reasons (``no_video``, ``no_audio``, ``too_short``, ``sidecar_unreadable``, …).
+   with the probe's reasons (``filters.probe.REJECT_REASONS``: ``unreadable``, ``no_audio``, ``too_short``, …)
+   or ``sidecar_unreadable``.
 3. ``Plan`` — the usable span cut into chunks of ``chunk_s`` on the output frame grid (``filters.frames``).
 4. ``Extract`` — a chunk → face-centred clips (``filters.extract``); drops clips as ``too_short``,
    ``no_face``, ``multi_face``, ``decode_error``.
