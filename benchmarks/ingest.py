@@ -65,7 +65,7 @@ def ingest_stage(path: str, staging: str, detector: FaceDetector, config: Extrac
 
 
 def ingest_and_score(path: str, staging: str, detector: FaceDetector, scorer: ClipScorer, config: ExtractConfig) -> int:
-    """What one `fada ingest` worker does per chunk (flows.ingest._work): each kept clip is scored from
+    """What one `fada ingest` worker does per chunk (shards.ingest.run.IngestWorker): each kept clip is scored from
     the crops just encoded."""
     result = ingest_stage(path, staging, detector, config, score=scorer.score_frames)
     assert all("iqa" in r for r in result.clips)

@@ -48,7 +48,8 @@ def peak_rss_mib(code: str, *args: str) -> tuple[float, str]:
 
 INGEST = """
 import sys
-from flows.ingest import IngestConfig, ingest
+from flows.ingest import ingest
+from shards.ingest.config import IngestConfig
 report = ingest(sys.argv[1], sys.argv[2], IngestConfig(), workers=0, progress=False)
 print(report.clips_ok, report.frames_read)
 """
@@ -103,7 +104,7 @@ def main() -> None:
     parser.add_argument("--member-mib", type=int, default=1024, help="size of the oversize tar member")
     args = parser.parse_args()
     from filters.synthetic import SpeakerSpec, render_speaker
-    from shards.reader import MAX_MEMBER_BYTES
+    from shards.tar_members import MAX_MEMBER_BYTES
 
     print(f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory(prefix="fada-mem-") as tmp:

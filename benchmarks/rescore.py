@@ -21,7 +21,8 @@ from pathlib import Path
 import yaml
 
 from filters.synthetic import SpeakerSpec, render_speaker
-from flows.ingest import IngestConfig, ingest
+from flows.ingest import ingest
+from shards.ingest.config import IngestConfig
 from shards.rescore import rescore
 
 

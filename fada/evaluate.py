@@ -121,7 +121,7 @@ def _safe_view_keys(keys: list, shard: str) -> list[str]:
 
 def _read_samples(path: Path, keys: set[str]) -> dict[str, dict[str, bytes]]:
     """{key: {extension: bytes}} of the regular-file members KEY.EXT of ``keys`` in the tar at ``path``."""
-    from shards.reader import member_key
+    from shards.tar_members import member_key
     from shards.shard_writer import SAMPLE_EXTENSIONS, check_key
 
     samples: dict[str, dict[str, bytes]] = {}

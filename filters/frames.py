@@ -35,6 +35,11 @@ class Frame:
     scale: float = 1.0  # rgb pixels per source pixel (< 1 when a huge frame was shrunk on decode)
 
 
+def frame_count(start_s: float, end_s: float, fps: float) -> int:
+    """How many output frames lie in ``[start_s, end_s)`` on the grid ``start_s + j / fps``."""
+    return int(np.floor((end_s - start_s) * fps + 1e-6))
+
+
 def iter_frames(
     path: str,
     *,
@@ -52,7 +57,7 @@ def iter_frames(
 
     Raises ``DecodeError`` (after yielding every frame decoded before it) when the data is corrupt.
     """
-    n_out = int(np.floor((end_s - start_s) * fps + 1e-6))
+    n_out = frame_count(start_s, end_s, fps)
     if n_out <= 0:
         return
     half_period = 0.5 / fps

@@ -19,7 +19,7 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from fada.config import ConfigError
     from filters.profiles import ProfileError
     from flows import cli  # this module by its name, also when run as __main__ (`python -m flows.cli`)
-    from flows.ingest import IngestInputError
+    from shards.ingest.config import IngestInputError
     from shards.datadir import DamagedFile
     from shards.lock import LockHeld
     from shards.sources import InputFileError
@@ -54,8 +54,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def load_ingest_config(config_path: str | None, overrides: list[str]):
-    from flows.ingest import IngestConfig
-
+    from shards.ingest.config import IngestConfig
     from shards.sources import read_yaml
 
     values = {}
@@ -182,7 +181,8 @@ def cmd_refilter(args: argparse.Namespace) -> int:
 
 def _dry_run(args: argparse.Namespace, profile, exclude: str | None) -> int:
     from shards.view_aliases import default_view_name
-    from shards.views import dry_run, format_dry_run, view_path
+    from shards.dry_run import dry_run, format_dry_run
+    from shards.views import view_path
 
     name = args.name or default_view_name(args.data_dir, profile)
     plots = Path(args.plots) if args.plots else Path(args.data_dir) / "dry-runs" / view_path(args.data_dir, name).stem
@@ -191,7 +191,7 @@ def _dry_run(args: argparse.Namespace, profile, exclude: str | None) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from flows.ingest import code_version
+    from shards.lineage import code_version
     from shards.rescore import RescoreError, format_rescore, rescore
 
     config = load_ingest_config(args.config, args.set)

@@ -136,15 +136,19 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from shards.splits import write_test_view
+    from shards.splits import ensure_test_split
     from shards.views import ViewError, format_view_summary
 
     try:
-        view, created = write_test_view(args.data_dir, args.name, fraction=args.fraction, seed=args.seed, wait=args.wait)
+        view, outcome = ensure_test_split(args.data_dir, args.name, fraction=args.fraction, seed=args.seed, wait=args.wait)
     except ViewError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_view_summary(view) + ("" if created else "\n(identical split already existed; nothing written)"))
+    if view is None:
+        why = "has no catalog: run `fada ingest` first" if outcome == "no_catalog" else "has fewer than 2 sources: nothing can be held out"
+        print(f"error: {args.data_dir} {why}", file=sys.stderr)
+        return 2
+    print(format_view_summary(view) + ("\n(this split already existed; kept as it is)" if outcome == "kept" else ""))
     print(json.dumps({"held_out_sources": view["split"]["sources"]}))
     return 0
 

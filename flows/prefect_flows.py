@@ -35,6 +35,13 @@ TEST_SPLIT = "test"
 GROWN_EVENT = "fada.dataset.grown"  # prefect.yaml's distill-student trigger listens for it
 
 
+def flow_run_id() -> str | None:
+    """The flow run this task runs under: the identity the library records in lineage (it never asks Prefect)."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
+
+
 class ProfileName(str, Enum):
     strict = "strict"
     lenient = "lenient"
@@ -48,7 +55,8 @@ def write_view(data_dir: str, profile: str, name: str | None, overrides: dict[st
     from shards.view_aliases import refilter_aliased
 
     view, created, alias_doc = refilter_aliased(data_dir, load_profile(profile, overrides), name=name, alias=alias,
-                                                reshard_below=reshard_below, exclude_split=exclude_split)
+                                                reshard_below=reshard_below, exclude_split=exclude_split,
+                                                flow_run_id=flow_run_id())
     excluded = f", without the sources of split {exclude_split!r}" if exclude_split else ""
     moved = f"; alias {alias_doc['alias']!r} → {alias_doc['view']}" if alias_doc else ""
     get_run_logger().info("view %s %s: kept %d of %d clips%s%s", view["name"], "written" if created else "unchanged",
@@ -58,28 +66,16 @@ def write_view(data_dir: str, profile: str, name: str | None, overrides: dict[st
 
 @task(retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient, task_run_name="split-{name}")
 def write_test_split(data_dir: str, name: str, fraction: float, seed: int) -> dict | None:
-    """Write the held-out test split, or keep the one already there (made from an older catalog snapshot:
-    views are immutable, and the views written next still leave out every source its rule holds out in the
-    current catalog). None when the catalog has fewer than two sources (nothing to hold out yet)."""
-    from shards.atomic import read_json
-    from shards.catalog import read_catalog
-    from shards.splits import test_sources, write_test_view
-    from shards.views import view_path
+    """The held-out test split by `shards.splits.ensure_test_split` (the policy `fada split` shares). None when
+    there is nothing to hold out yet (no catalog, or fewer than two sources)."""
+    from shards.splits import ensure_test_split
 
-    logger = get_run_logger()
-    path = view_path(data_dir, name)
-    if path.exists():
-        existing = read_json(path)
-        rule = existing.get("split")
-        if rule is not None and (rule["fraction"], rule["seed"]) == (fraction, seed):
-            logger.info("test split %s kept: %d held-out source(s)", name, len(rule["sources"]))
-            return existing
-    elif not test_sources(read_catalog(data_dir), fraction, seed):
-        logger.warning("no test split yet: the catalog has fewer than two sources")
-        return None
-    view, created = write_test_view(data_dir, name, fraction=fraction, seed=seed)  # raises on a conflicting view
-    logger.info("test split %s %s: %d clip(s) of %d held-out source(s)", name, "written" if created else "unchanged",
-                view["summary"]["kept"], len(view["split"]["sources"]))
+    view, outcome = ensure_test_split(data_dir, name, fraction, seed)
+    if view is None:
+        get_run_logger().warning("no test split yet (%s)", outcome.replace("_", " "))
+    else:
+        get_run_logger().info("test split %s %s: %d clip(s) of %d held-out source(s)", name, outcome,
+                              view["summary"]["kept"], len(view["split"]["sources"]))
     return view
 
 
@@ -171,10 +167,11 @@ def refilter_flow(
 
 @task(task_run_name="dry-run-{profile}", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient)
 def preview_view(data_dir: str, profile: str, name: str | None, overrides: dict[str, float], exclude_split: str | None) -> str:
-    """The refilter dry run (``shards.views.dry_run``): counts as a table artifact, histograms as markdown."""
+    """The refilter dry run (``shards.dry_run.dry_run``): counts as a table artifact, histograms as markdown."""
     from filters.profiles import load_profile
+    from shards.dry_run import dry_run, format_dry_run
     from shards.view_aliases import default_view_name
-    from shards.views import dry_run, format_dry_run, view_path
+    from shards.views import view_path
 
     chosen = load_profile(profile, overrides)
     name = name or default_view_name(data_dir, chosen)
@@ -196,10 +193,12 @@ def preview_view(data_dir: str, profile: str, name: str | None, overrides: dict[
 
 @task(task_run_name="rescore-{scorer}", retries=2, retry_delay_seconds=10, retry_condition_fn=retry_transient)
 def rescore_clips(data_dir: str, scorer: str, scoring: dict) -> dict:
-    from flows.ingest import IngestConfig, code_version
+    from shards.ingest.config import IngestConfig
+    from shards.lineage import code_version
     from shards.rescore import format_rescore, rescore
 
-    record = rescore(data_dir, scorer, IngestConfig.from_dict({"scoring": scoring}).scoring, code_version=code_version())
+    record = rescore(data_dir, scorer, IngestConfig.from_dict({"scoring": scoring}).scoring, code_version=code_version(),
+                     flow_run_id=flow_run_id())
     get_run_logger().info("%s", format_rescore(record))
     return record
 
@@ -226,7 +225,7 @@ def rescore_flow(data_dir: str, scorer: str, scoring: dict | None = None) -> dic
 def ingest_new_sources(manifest: str, data_dir: str, workers: int | None) -> dict:
     from flows.ingest import ingest
 
-    return ingest(manifest, data_dir, workers=workers, progress=False).to_dict()
+    return ingest(manifest, data_dir, workers=workers, progress=False, flow_run_id=flow_run_id()).to_dict()
 
 
 @task(task_run_name="source-{row[outcome]}-{row[uri_name]}")

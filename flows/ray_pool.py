@@ -3,15 +3,16 @@
 ``ray.init()`` starts a local Ray by default; ``RAY_ADDRESS`` joins an existing cluster. Actors hold what is
 expensive to load (detector models) for their whole life, so models load once per worker, not per clip.
 A job that raises is returned as a failure record; an actor that dies (a crash, or its node lost) is replaced
-and its job recorded as failed; the other jobs go on. A replacement gets jobs only once Ray has placed it: when
-a lost node took its CPUs along, the live actors finish the jobs instead of waiting for capacity that may never
-come back.
+and its job recorded as failed; the other jobs go on. An actor (first or replacement) gets jobs only once Ray
+has placed it: when a lost node took its CPUs along, the live actors finish the jobs instead of waiting for
+capacity that may never come back, and timeouts turn a pool that cannot go on into an error, never a hang.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -87,21 +88,31 @@ class _Runner:
             return None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"
 
 
+class PoolStalled(RuntimeError):
+    """No actor could be placed, or no job finished, within the pool's timeouts: a clear error, not a hang."""
+
+
 class ActorPool:
     """``n_actors`` Ray actors, each running ``fn(state, job)`` with its own ``state = make_state()``.
 
-    ``map`` yields outcomes as jobs finish (completion order). Use as a context manager; ``close`` kills
-    the actors.
+    ``map`` yields outcomes as jobs finish (completion order). An actor gets jobs only once Ray has placed it
+    and its state is built (``ready``): the cluster may count CPUs it no longer has (a node lost moments ago
+    still counts until Ray marks it dead), and a job given to an actor that is never placed would wait forever.
+    When no actor is placed for ``placement_timeout_s``, the remaining jobs fail with that reason; when no job
+    finishes for ``stall_timeout_s`` (None: no limit), ``map`` raises `PoolStalled`. Use as a context manager;
+    ``close`` kills the actors.
     """
 
-    def __init__(self, make_state: Callable[[], Any], fn: Callable[[Any, Any], Any], *, n_actors: int, num_cpus_per_actor: float = 1.0):
+    def __init__(self, make_state: Callable[[], Any], fn: Callable[[Any, Any], Any], *, n_actors: int,
+                 num_cpus_per_actor: float = 1.0, placement_timeout_s: float = 600.0, stall_timeout_s: float | None = None):
         import ray
 
         self._ray = ray
         self._actor_cls = ray.remote(num_cpus=num_cpus_per_actor, max_restarts=0)(_Runner)
         self._make_state, self._fn = make_state, fn
-        self._idle = [self._new_actor() for _ in range(max(1, n_actors))]
-        self._starting: list = []  # replacements still unplaced when a map ended (the next map waits for them too)
+        self.placement_timeout_s, self.stall_timeout_s = placement_timeout_s, stall_timeout_s
+        self._idle: list = []  # placed, with their state built
+        self._starting = {actor.ready.remote(): actor for actor in (self._new_actor() for _ in range(max(1, n_actors)))}
 
     def _new_actor(self):
         return self._actor_cls.remote(self._make_state, self._fn)
@@ -110,25 +121,36 @@ class ActorPool:
         ray = self._ray
         pending_jobs = list(jobs)[::-1]
         running: dict[Any, tuple[Any, Any]] = {}
-        starting = {actor.ready.remote(): actor for actor in self._starting}  # ready() ref → replacement not placed yet
-        self._starting = []
+        starting = self._starting  # ready() ref → actor not placed yet
+        last_progress = time.monotonic()
         while pending_jobs or running:
             while self._idle and pending_jobs:
                 actor, job = self._idle.pop(), pending_jobs.pop()
                 running[actor.run.remote(job)] = (actor, job)
-            if not running and not starting:  # every replacement failed to start: nothing can run the rest
+            waited = time.monotonic() - last_progress
+            if not running and (not starting or waited >= self.placement_timeout_s):  # nothing can run the rest
+                why = ("no Ray actor could be started" if not starting else
+                       f"no Ray actor was placed in {self.placement_timeout_s:g} s (cluster resources: {ray.available_resources()})")
                 for job in pending_jobs[::-1]:
-                    yield JobOutcome(job, None, "RuntimeError: no Ray actor could be started for this job")
+                    yield JobOutcome(job, None, f"RuntimeError: {why}")
                 return
-            done, _ = ray.wait([*running, *starting], num_returns=1)
+            limit = self.placement_timeout_s if not running else self.stall_timeout_s
+            done, _ = ray.wait([*running, *starting], num_returns=1, timeout=None if limit is None else max(0.0, limit - waited))
+            if not done:
+                if running:
+                    raise PoolStalled(f"no job finished in {self.stall_timeout_s:g} s ({len(running)} running, "
+                                      f"{len(pending_jobs)} waiting, {len(starting)} actor(s) not placed)")
+                continue  # the placement timeout is handled above
             if done[0] in starting:
                 actor = starting.pop(done[0])
                 try:
                     ray.get(done[0])
                     self._idle.append(actor)
+                    last_progress = time.monotonic()
                 except ray.exceptions.RayError:
                     pass  # it died while starting; the others go on
                 continue
+            last_progress = time.monotonic()
             actor, job = running.pop(done[0])
             try:
                 value, error = ray.get(done[0])
@@ -138,12 +160,11 @@ class ActorPool:
                 replacement = self._new_actor()
                 starting[replacement.ready.remote()] = replacement
             yield JobOutcome(job, value, error)
-        self._starting.extend(starting.values())
 
     def close(self) -> None:
-        for actor in self._idle + self._starting:
+        for actor in self._idle + list(self._starting.values()):
             self._ray.kill(actor)
-        self._idle, self._starting = [], []
+        self._idle, self._starting = [], {}
 
     def __enter__(self) -> "ActorPool":
         return self

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tarfile
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +26,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from shards.atomic import atomic_path
+from shards.tar_members import ReaderStats, read_shard
 
 CATALOG_SCHEMA = pa.schema(
     [
@@ -270,17 +270,18 @@ def records_from_shards(data_dir: str | os.PathLike, shards: list[str] | None = 
         relative = str(shard.relative_to(data_dir))
         if is_derived(relative):
             continue
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                if not member.name.endswith(".json"):
-                    continue
-                record = json.loads(tar.extractfile(member).read())
-                if record["key"] in seen:
-                    continue
-                seen.add(record["key"])
-                records.append(record)
-                if record.get("status") == "ok":
-                    shard_of_key[record["key"]] = relative
+        stats = ReaderStats()
+        samples = read_shard(str(shard), None, stats, extensions=("json",))
+        if stats.counts:
+            raise ValueError(f"{shard}: shard not fully readable ({', '.join(sorted(stats.counts))})")
+        for sample in samples.values():
+            record = json.loads(sample["json"])
+            if record["key"] in seen:
+                continue
+            seen.add(record["key"])
+            records.append(record)
+            if record.get("status") == "ok":
+                shard_of_key[record["key"]] = relative
     return records, shard_of_key
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 TEMP_FILE_PATTERNS = (
     re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9]+)?$"),  # shards.atomic.atomic_path (mkstemp)
     re.compile(r"^\.clips-\d{6}\.tar\.tmp$"),  # shards.shard_writer.ShardWriter
-    re.compile(r"^\.download-\d+-\d+$"),  # flows.ingest._fetch_to_cache
+    re.compile(r"^\.download-\d+-\d+$"),  # shards.sources.fetch_to_cache
 )
 TEMP_DIR_PATTERNS = (
     re.compile(r"^\.catalog\.(rebuild|old)$"),  # shards.catalog.rebuild_catalog

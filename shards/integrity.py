@@ -31,6 +31,7 @@ from shards.ledger import SourceLedger
 from shards.lineage import build_lineage, lineage_files, lineage_path, read_lineage, shard_path_of, write_lineage
 from shards.lock import writer_lock
 from shards.publish import publish_clips
+from shards.sources import read_blocks
 
 CATALOG_KINDS = ("damaged_catalog_part", "catalog_missing_key", "catalog_duplicate_key", "catalog_wrong_shard", "catalog_unknown_key")
 
@@ -59,10 +60,9 @@ def check_readable(data_dir: str | os.PathLike) -> None:
 
 def _sha256_and_size(path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
+    for block in read_blocks(str(path)):
+        digest.update(block)
+        size += len(block)
     return digest.hexdigest(), size
 
 

@@ -13,12 +13,45 @@ derive from it) and hold the sidecar's as ``audio_sha256``. A source rejected fo
 from __future__ import annotations
 
 import os
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 from shards.atomic import atomic_write_json, read_json
 
 FINAL_STATUSES = ("done", "rejected")
 AUDIO_REJECTIONS = ("no_audio", "too_short", "sidecar_unreadable")  # filters.probe reasons a new sidecar can change
+
+
+def source_record(*, source_id: str, uri: str, tag: str, audio_uri: str | None, audio_sha256: str | None,
+                  license: str | None, size_bytes: int, status: str, reject_reason: str | None, detail: str,
+                  probe: dict, usable_span_s: tuple[float, float] | None, clips: list[dict], config_hash: str,
+                  code_version: str) -> dict:
+    """The ledger record of one source: the one place its fields are defined. ``status`` is ``done``,
+    ``rejected`` or ``failed``; ``clips`` are the source's clip records (kept and dropped), empty unless done;
+    ``probe`` is `filters.probe.ProbeResult.to_dict`."""
+    return {
+        "source_id": source_id,
+        "uri": uri,
+        "aliases": [],
+        "tag": tag,
+        "audio_uri": audio_uri,
+        "audio_sha256": audio_sha256,
+        "license": license,
+        "size_bytes": size_bytes,
+        "status": status,
+        "reject_reason": reject_reason,
+        "detail": detail,
+        "probe": probe,
+        "usable_span_s": list(usable_span_s) if usable_span_s else None,
+        "clip_keys": [r["key"] for r in clips],
+        "clips_ok": sum(r["status"] == "ok" for r in clips),
+        "clips_rejected": dict(Counter(r["reject_reason"] for r in clips if r["status"] != "ok")),
+        "scorers": next((r["scorers"] for r in clips if r.get("scorers")), {}),
+        "config_hash": config_hash,
+        "code_version": code_version,
+        "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 class SourceLedger:

@@ -2,14 +2,14 @@
 and — read together — "which shards and clips came from this source".
 
 A sidecar records the shard's sha256, size, sample keys, each source's id, uri and clip spans, the code
-version, the ingest configuration hash, scorer names and versions, the Prefect flow run id when run under
-Prefect, the time, and parent shards for derived (resharded) shards.
+version, the ingest configuration hash, scorer names and versions, the Prefect flow run id when a flow passes
+it in (this module knows nothing of Prefect), the time, and parent shards for derived (resharded) shards.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -23,20 +23,29 @@ def lineage_path(shard_path: str | os.PathLike) -> Path:
     return shard_path.with_name(shard_path.name.removesuffix(".tar") + ".lineage.json")
 
 
-def current_flow_run_id() -> str | None:
-    """The Prefect flow run this code runs under, if any (without importing Prefect when it isn't loaded)."""
-    if "prefect" in sys.modules:
-        from prefect.runtime import flow_run
+def code_version() -> str:
+    """``FADA_CODE_VERSION`` when set (container images), else the git commit (``+dirty`` for local changes),
+    else the package version."""
+    if os.environ.get("FADA_CODE_VERSION"):
+        return os.environ["FADA_CODE_VERSION"]
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        pass
+    from importlib.metadata import version
 
-        if flow_run.id:
-            return str(flow_run.id)
-    return os.environ.get("PREFECT__FLOW_RUN_ID")
+    return f"fada-pipeline {version('fada-pipeline')}"
 
 
 def build_lineage(
     *, shard: str, sha256: str, size: int, records: list[dict], dataset_version: str, code_version: str,
-    config_hash: str, scorers: dict[str, str], parents: list[str] | None = None,
+    config_hash: str, scorers: dict[str, str], parents: list[str] | None = None, flow_run_id: str | None = None,
 ) -> dict:
+    """``flow_run_id``: the Prefect flow run that wrote the shard, passed in by the flow (None outside one)."""
     sources: dict[str, dict] = {}
     for record in records:
         entry = sources.setdefault(record["source_id"], {"source_id": record["source_id"], "uri": record.get("source_uri"), "tag": record.get("source_tag"), "clips": []})
@@ -52,7 +61,7 @@ def build_lineage(
         "code_version": code_version,
         "config_hash": config_hash,
         "scorers": scorers,
-        "flow_run_id": current_flow_run_id(),
+        "flow_run_id": flow_run_id,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "parents": parents or [],
     }

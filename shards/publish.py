@@ -63,13 +63,16 @@ def publish_clips(
     limits: ShardLimits = ShardLimits(),
     code_version: str = "",
     config_hash: str = "",
+    flow_run_id: str | None = None,
 ) -> list[ShardInfo]:
+    """``flow_run_id``: the Prefect flow run publishing, recorded in each lineage sidecar (None outside one)."""
     data_dir = Path(data_dir)
     with writer_lock(data_dir, command="publish"):
-        return _publish(data_dir, dataset_version, limits, code_version, config_hash)
+        return _publish(data_dir, dataset_version, limits, code_version, config_hash, flow_run_id)
 
 
-def _publish(data_dir: Path, dataset_version: str, limits: ShardLimits, code_version: str, config_hash: str) -> list[ShardInfo]:
+def _publish(data_dir: Path, dataset_version: str, limits: ShardLimits, code_version: str, config_hash: str,
+             flow_run_id: str | None) -> list[ShardInfo]:
     shard_folder = data_dir / "shards" / dataset_version
     shard_folder.mkdir(parents=True, exist_ok=True)
     remove_unshipped_lineage(shard_folder)
@@ -90,6 +93,7 @@ def _publish(data_dir: Path, dataset_version: str, limits: ShardLimits, code_ver
         write_lineage(data_dir, build_lineage(
             shard=relative, sha256=info.sha256, size=info.size, records=[by_key[k] for k in info.keys],
             dataset_version=dataset_version, code_version=code_version, config_hash=config_hash, scorers=scorers,
+            flow_run_id=flow_run_id,
         ))
 
     writer = ShardWriter(str(shard_folder), start_index=_next_index(shard_folder), max_count=limits.max_count, max_bytes=limits.max_bytes, on_close=on_close)

@@ -18,7 +18,7 @@ The pipeline, one epoch (all stages are WebDataset stages or plain generators ov
    so they do not depend on how the data is split.
 
 Bad input never stops iteration: the sample is skipped with a `SkippedSampleWarning` and counted under its
-reason in ``dataset.stats`` (a `ReaderStats`), updated in the process that iterates. With DataLoader
+reason in ``dataset.stats`` (a `ReaderStats`; tar members are read by `shards.tar_members.TarMembers`), updated in the process that iterates. With DataLoader
 workers each worker counts in its own copy of the dataset (its warnings still reach the log); iterate in the
 main process (``num_workers=0``) to read totals from ``dataset.stats``. Reasons:
 
@@ -43,10 +43,6 @@ import io
 import json
 import os
 import random
-import tarfile
-import warnings
-from collections import Counter
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -55,33 +51,12 @@ import torch
 import webdataset as wds
 from webdataset.tariterators import group_by_keys
 
-from shards.shard_writer import SAMPLE_EXTENSIONS, check_key
+from shards.shard_writer import SAMPLE_EXTENSIONS
+from shards.tar_members import MAX_MEMBER_BYTES, ReaderStats, TarMembers
 
 AUDIO_RATE = 16_000
 FPS = 25
 SAMPLES_PER_FRAME = AUDIO_RATE // FPS  # 640
-MAX_MEMBER_BYTES = 256 * 1024**2
-
-
-class SkippedSampleWarning(UserWarning):
-    """A sample or tar member was skipped; the reason is counted in `ReaderStats`."""
-
-
-@dataclass
-class ReaderStats:
-    """Counts per skip reason plus ``samples`` and ``windows`` yielded, cumulative over epochs."""
-
-    counts: Counter = field(default_factory=Counter)
-
-    def skip(self, reason: str, what: str) -> None:
-        """Count a skip under `reason` and warn (never raises)."""
-        self.counts[reason] += 1
-        warnings.warn(f"skipped {what}: {reason}", SkippedSampleWarning, stacklevel=2)
-
-    def on_tar_error(self, exn: Exception) -> bool:
-        """WebDataset exception handler: count an unreadable tar or member and keep going."""
-        self.skip("unreadable_tar", f"{type(exn).__name__}: {exn}")
-        return True
 
 
 class BadSample(Exception):
@@ -125,12 +100,6 @@ def resolve_rank(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
-def member_key(name: str) -> tuple[str, str]:
-    """Split a tar member name ``KEY.EXT`` at its last dot: a dot left in KEY makes the key unsafe."""
-    key, _, extension = name.rpartition(".")
-    return key, extension.lower()
-
-
 def window_starts(seed: int, epoch: int, key: str, first: int, last: int, count: int) -> list[int]:
     """Up to `count` distinct sorted starts in [first, last], a function of (seed, epoch, key) only."""
     rng = random.Random(f"{seed}:{epoch}:{key}")
@@ -168,52 +137,6 @@ def collate_windows(windows: list[dict]) -> dict:
         "key": [w["key"] for w in windows],
         "record": [w["record"] for w in windows],
     }
-
-
-class TarMembers:
-    """The shards' tar reader: called on shard dicts ``{"url": path}``, it yields the members
-    ``{fname, data, __url__}`` of the chosen keys (``keys_by_url``), each shard followed by an end marker
-    ``{}``. A member is read only if its key is safe, its extension known and its key chosen; an oversize one
-    is skipped unread; an unreadable tar's rest is skipped. Every skip is counted in ``stats``. The training
-    reader, the rescore and the evaluation read shards through it."""
-
-    def __init__(self, keys_by_url: dict[str, frozenset], stats: "ReaderStats", max_member_bytes: int = MAX_MEMBER_BYTES):
-        self.keys_by_url, self.stats, self.max_member_bytes = keys_by_url, stats, max_member_bytes
-
-    def __call__(self, shards):
-        for shard in shards:
-            url = shard["url"]
-            select = partial(self._wanted, keys=self.keys_by_url[url], url=url)
-            try:
-                with open(url, "rb") as stream:
-                    yield from self._read(stream, url, select)
-            except (OSError, EOFError, tarfile.TarError) as exn:  # the samples read so far are checked downstream
-                self.stats.skip("unreadable_tar", f"rest of {url} ({type(exn).__name__}: {exn})")
-            yield {}
-
-    def _read(self, stream, url: str, select):
-        """The wanted regular members of a tar stream, each read once; oversize ones are skipped unread."""
-        tar = tarfile.open(fileobj=stream, mode="r|*")
-        for info in tar:
-            if not info.isreg() or not select(info.name):
-                continue
-            if info.size > self.max_member_bytes:
-                self.stats.skip("oversize_member", f"member {info.name!r} of {url} ({info.size} bytes > {self.max_member_bytes})")
-                continue
-            yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": url}
-            tar.members = []  # a stream holds no index of what it has passed
-
-    def _wanted(self, name: str, *, keys: frozenset, url: str) -> bool:
-        key, extension = member_key(name)
-        try:
-            check_key(key)
-        except ValueError:
-            self.stats.skip("unsafe_key", f"member {name!r} of {url}")
-            return False
-        if extension not in SAMPLE_EXTENSIONS:
-            self.stats.skip("unknown_member", f"member {name!r} of {url}")
-            return False
-        return key in keys
 
 
 class ClipWindowDataset(torch.utils.data.IterableDataset):

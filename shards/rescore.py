@@ -34,8 +34,8 @@ from filters.profiles import SYNC_SCORERS
 from filters.scoring import ClipScorer, ScoringConfig
 from shards.atomic import atomic_write_json, json_safe
 from shards.catalog import CATALOG_SCHEMA, append_column_part, read_catalog
-from shards.lineage import current_flow_run_id
-from shards.reader import AUDIO_RATE, BadSample, ReaderStats, TarMembers, decode_frames, open_video, parse_audio, parse_record
+from shards.reader import AUDIO_RATE, BadSample, decode_frames, open_video, parse_audio, parse_record
+from shards.tar_members import ReaderStats, TarMembers
 
 SYNC_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "sync_scorer")
 # The catalog columns each scorer fills (DESIGN.md §2); ``sync`` names whichever sync scorer the config builds.
@@ -60,7 +60,7 @@ def lineage_dir(data_dir: str | os.PathLike) -> Path:
 
 
 class _ShardSamples:
-    """Samples of chosen shards and keys through the shards' tar reader (`shards.reader.TarMembers`: unsafe keys
+    """Samples of chosen shards and keys through the shards' tar reader (`shards.tar_members.TarMembers`: unsafe keys
     and unknown members refused before their bytes are read, unreadable tars counted), no view needed."""
 
     def __init__(self, keys_by_url: dict[str, frozenset]):
@@ -146,18 +146,19 @@ def commit_rescore(data_dir: str | os.PathLike, table: pa.Table, scorer_name: st
 
 
 def rescore(data_dir: str | os.PathLike, scorer_name: str, config: ScoringConfig = ScoringConfig(), *,
-            code_version: str | None = None, progress=None, wait: float = 0.0) -> dict:
-    """Recompute ``scorer_name``'s columns for the catalog's clips from the shards; returns the lineage record.
+            code_version: str | None = None, flow_run_id: str | None = None, progress=None, wait: float = 0.0) -> dict:
+    """Recompute ``scorer_name``'s columns for the catalog's clips from the shards; returns the lineage record
+    (``flow_run_id``: the Prefect flow run doing it, passed in by the flow).
     Holds the data dir's writer lock throughout (``wait`` seconds for another writer): the shards it reads
     stay as they are until its part is committed."""
     from shards.lock import writer_lock
 
     with writer_lock(data_dir, wait=wait, command=f"rescore {scorer_name}"):
-        return _rescore(data_dir, scorer_name, config, code_version=code_version, progress=progress)
+        return _rescore(data_dir, scorer_name, config, code_version=code_version, flow_run_id=flow_run_id, progress=progress)
 
 
 def _rescore(data_dir: str | os.PathLike, scorer_name: str, config: ScoringConfig, *, code_version: str | None,
-             progress) -> dict:
+             flow_run_id: str | None, progress) -> dict:
     started = datetime.now(timezone.utc)
     scored = score_shards(data_dir, scorer_name, config, progress)
     config_doc = config.to_dict()
@@ -170,7 +171,7 @@ def _rescore(data_dir: str | os.PathLike, scorer_name: str, config: ScoringConfi
         "scoring_config": config_doc,
         "config_hash": hashlib.sha256(json.dumps(json_safe(config_doc), sort_keys=True).encode()).hexdigest()[:16],
         "code_version": code_version,
-        "flow_run_id": current_flow_run_id(),
+        "flow_run_id": flow_run_id,
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "clips": scored["clips"],

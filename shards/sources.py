@@ -13,6 +13,7 @@ import csv
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -157,13 +158,45 @@ def is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
 
 
-def source_sha256(uri: str) -> str:
-    """sha256 of the source's bytes, streamed in 1 MiB blocks through fsspec."""
-    digest = hashlib.sha256()
+def read_blocks(uri: str) -> Iterator[bytes]:
+    """The bytes of ``uri`` in 1 MiB blocks, streamed through fsspec: the one reader behind hashing and fetching."""
     with fsspec.open(uri, "rb") as fh:
-        for block in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
-            digest.update(block)
+        yield from iter(lambda: fh.read(HASH_BLOCK_BYTES), b"")
+
+
+def source_sha256(uri: str) -> str:
+    """sha256 of the source's bytes."""
+    digest = hashlib.sha256()
+    for block in read_blocks(uri):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def fetch_to_cache(uri: str, cache_dir: str | os.PathLike) -> tuple[str, str]:
+    """Copy a remote URI into ``cache_dir`` under its sha256 (a temporary name until complete); returns
+    (sha256, local path)."""
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    tmp = Path(cache_dir) / f".download-{os.getpid()}-{time.monotonic_ns()}"
+    with open(tmp, "wb") as dst:
+        for block in read_blocks(uri):
+            digest.update(block)
+            dst.write(block)
+    sha = digest.hexdigest()
+    final = Path(cache_dir) / f"{sha}{Path(uri.split('?', 1)[0]).suffix}"
+    os.replace(tmp, final)
+    return sha, str(final)
+
+
+def identify(uri: str | None, cache_dir: str | os.PathLike) -> tuple[str | None, str | None]:
+    """(sha256, local path) of a source file: a local one is hashed where it lies, a remote one fetched into
+    ``cache_dir``; (None, None) for no URI."""
+    if uri is None:
+        return None, None
+    if is_local(uri):
+        path = uri.removeprefix("file://")
+        return source_sha256(path), path
+    return fetch_to_cache(uri, cache_dir)
 
 
 @contextlib.contextmanager

@@ -87,10 +87,11 @@ def default_view_name(data_dir: str | os.PathLike, profile: Profile) -> str:
 
 def refilter_aliased(data_dir: str | os.PathLike, profile: Profile, *, name: str | None = None, alias: str | None = None,
                      reshard_below: float | None = None, exclude_split: str | None = None,
-                     wait: float = 0.0) -> tuple[dict, bool, dict | None]:
+                     wait: float = 0.0, flow_run_id: str | None = None) -> tuple[dict, bool, dict | None]:
     """`shards.views.refilter` into ``name`` (default: `default_view_name`), then point ``alias`` at it;
     returns (view, created, alias document or None)."""
     with writer_lock(data_dir, wait=wait, command=f"refilter {name or profile.name}"):  # the view and its alias together
         name = name or default_view_name(data_dir, profile)
-        view, created = refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split)
+        view, created = refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split,
+                                 flow_run_id=flow_run_id)
         return view, created, (set_alias(data_dir, alias, name) if alias else None)

@@ -9,7 +9,7 @@ sources of a held-out test split (``exclude_split``; ``shards.splits``).
 
 At scale (10M rows) the catalog parts of the snapshot are read batch by batch, only the columns the profile,
 the summary and the view need; each batch contributes its kept (shard, key) rows and summary counts, and the
-view's JSON is written from the Arrow key buffer (``write_view``). ``dry_run`` does the same selection and
+view's JSON is written from the Arrow key buffer (``write_view``). `shards.dry_run` does the same selection and
 writes score histograms instead of a view.
 """
 
@@ -31,6 +31,7 @@ from shards.atomic import atomic_path, atomic_write_json, read_json
 from shards.catalog import catalog_dir, catalog_files, iter_catalog
 from shards.lock import writer_lock
 from shards.reshard import reshard
+from shards.split_rule import test_sources
 
 
 class ViewError(ValueError):
@@ -41,6 +42,17 @@ def view_path(data_dir: str | os.PathLike, name: str) -> Path:
     if not name or not all(c.isalnum() or c in "-_" for c in name):
         raise ViewError(f"view name {name!r}: use letters, digits, '-' and '_'")
     return Path(data_dir) / "views" / f"{name}.json"
+
+
+def load_split(data_dir: str | os.PathLike, name: str) -> dict:
+    """The ``split`` record (fraction, seed, sources) of test-split view ``name``."""
+    path = view_path(data_dir, name)
+    if not path.exists():
+        raise ViewError(f"no test split {name!r} in {data_dir}: run write_test_view first")
+    split = read_json(path).get("split")
+    if split is None:
+        raise ViewError(f"view {name!r} is not a test split")
+    return split
 
 
 def _values(table: pa.Table, column: str) -> np.ndarray:
@@ -213,7 +225,7 @@ class _Tally:
         }
 
 
-def _summary(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
+def summarize(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
     tally = _Tally()
     tally.add(table, keep, reasons)
     return tally.summary()
@@ -260,9 +272,7 @@ def _view_columns(profile: Profile, exclude: bool) -> list[str]:
 
 
 def _held_sources(data_dir: str | os.PathLike, files: list[Path], excluded: dict) -> pa.Array:
-    """The split's recorded sources and those its rule holds out in this catalog (``shards.splits``)."""
-    from shards.splits import test_sources  # here: shards.splits imports this module
-
+    """The split's recorded sources and those its rule holds out in this catalog (``shards.split_rule``)."""
     usable = set()
     for batch in iter_catalog(data_dir, ["source_id", "status"], files):
         usable.update(pc.unique(pc.filter(batch.column("source_id"), pc.fill_null(pc.equal(batch.column("status"), "ok"), False))).to_pylist())
@@ -302,30 +312,30 @@ def scan_selection(data_dir: str | os.PathLike, profile: Profile, files: list[Pa
 
 
 def refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
-             exclude_split: str | None = None, wait: float = 0.0) -> tuple[dict, bool]:
+             exclude_split: str | None = None, wait: float = 0.0, flow_run_id: str | None = None) -> tuple[dict, bool]:
     """`_refilter` holding the data dir's writer lock (`shards.lock`; ``wait`` seconds for another writer), so
     of two refilters of one name exactly one writes and the other finds the name taken (or identical)."""
     with writer_lock(data_dir, wait=wait, command=f"refilter {name}"):
-        return _refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split)
+        return _refilter(data_dir, profile, name, reshard_below=reshard_below, exclude_split=exclude_split,
+                         flow_run_id=flow_run_id)
 
 
 def _refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, reshard_below: float | None = None,
-              exclude_split: str | None = None) -> tuple[dict, bool]:
+              exclude_split: str | None = None, flow_run_id: str | None = None) -> tuple[dict, bool]:
     """Write (or find identical) view ``name``; returns (view, created).
 
     ``reshard_below`` (e.g. 0.5): shards the view keeps less than that share of are first copied into new
     dense shards (``shards.reshard``) and the view points at those instead.
     ``exclude_split``: the name of a test-split view (``shards.splits``) whose sources the view leaves out.
+    ``flow_run_id``: the Prefect flow run doing it, recorded in resharded shards' lineage.
     The catalog is read batch by batch, only the columns the profile needs (``scan_selection``); the view's
     ``shards`` is a `KeysByShard` over the kept rows, written to JSON straight from Arrow (``write_view``).
     """
-    from shards.splits import load_split  # here: shards.splits imports this module
-
     path = view_path(data_dir, name)
     snapshot = catalog_snapshot(data_dir)
     if not snapshot["files"]:
         raise ViewError(f"no catalog in {data_dir}: run `fada ingest` first")
-    profile_doc = _profile_doc(profile)
+    profile_doc = profile_record(profile)
     profile_digest = hashlib.sha256(json.dumps(profile_doc["dimensions"], sort_keys=True).encode()).hexdigest()
     excluded = None if exclude_split is None else {"view": exclude_split, **load_split(data_dir, exclude_split)}
     if path.exists():
@@ -340,7 +350,7 @@ def _refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, resha
     scan = scan_selection(data_dir, profile, snapshot_files(data_dir, snapshot), excluded)
     shard_keys: Mapping[str, list[str]] = KeysByShard(scan["kept"])
     if reshard_below is not None:
-        shard_keys = reshard(data_dir, name, dict(shard_keys.items()), min_keep_ratio=reshard_below)
+        shard_keys = reshard(data_dir, name, dict(shard_keys.items()), min_keep_ratio=reshard_below, flow_run_id=flow_run_id)
     view = {
         "name": name,
         "profile": profile_doc,
@@ -355,38 +365,9 @@ def _refilter(data_dir: str | os.PathLike, profile: Profile, name: str, *, resha
     return view, True
 
 
-def _profile_doc(profile: Profile) -> dict:
+def profile_record(profile: Profile) -> dict:
+    """What a view records of the profile it applied (name, description, thresholds)."""
     return {"name": profile.name, "description": profile.description, "dimensions": profile.raw.get("dimensions", {})}
-
-
-def dry_run(data_dir: str | os.PathLike, profile: Profile, out_dir: str | os.PathLike, *, exclude_split: str | None = None) -> dict:
-    """What ``refilter`` would select, without writing a view: the summary, clips passing / failing each
-    dimension, and the score histograms with the thresholds marked, written to ``out_dir`` (PNG files)."""
-    from shards.splits import load_split  # here: shards.splits imports this module
-    from shards.view_plots import score_histograms  # here: shards.view_plots imports this module
-
-    snapshot = catalog_snapshot(data_dir)
-    if not snapshot["files"]:
-        raise ViewError(f"no catalog in {data_dir}: run `fada ingest` first")
-    excluded = None if exclude_split is None else {"view": exclude_split, **load_split(data_dir, exclude_split)}
-    scan = scan_selection(data_dir, profile, snapshot_files(data_dir, snapshot), excluded)
-    preview = {"name": f"dry run of {profile.name}", "profile": _profile_doc(profile), "catalog": snapshot,
-               "shards": KeysByShard(scan["kept"]), "summary": scan["summary"], "excluded_split": excluded}
-    plots = score_histograms(data_dir, preview, out_dir)
-    return {**preview, "per_dimension": scan["per_dimension"], "plots": [str(p) for p in plots], "plots_dir": str(out_dir)}
-
-
-def format_dry_run(report: dict) -> str:
-    """The dry run's table: clips per dimension, then per source tag and reason as in a view's summary."""
-    summary = report["summary"]
-    lines = [f"dry run of profile {report['profile']['name']} (no view written): would keep {summary['kept']} of "
-             f"{summary['clips']} clips, {summary['kept_hours'] * 3600:.1f} s ({summary['kept_hours']:.4f} h) in {len(report['shards'])} shard(s)",
-             f"  {'dimension':<22}{'passed':>8}{'failed':>10}   (status-ok clips, each dimension on its own)"]
-    for dimension, tally in report["per_dimension"].items():
-        lines.append(f"  {dimension:<22}{tally['passed']:>8}{tally['failed']:>10}")
-    lines += format_view_summary(report).splitlines()[1:]
-    lines.append(f"score histograms with the thresholds marked: {report['plots_dir']} ({len(report['plots'])} PNG)")
-    return "\n".join(lines)
 
 
 def write_view(path: Path, view: dict) -> None:

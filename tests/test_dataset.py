@@ -1,5 +1,6 @@
 """Shards, catalog, lineage and views on a small committed dataset (no video decoding needed)."""
 
+import io
 import json
 import tarfile
 
@@ -162,3 +163,25 @@ def test_sparse_view_is_resharded_with_parents_and_identical_payloads(dataset):
     parent = next(s for s, keys in plain["shards"].items() if key in keys)
     with tarfile.open(data / derived[0]) as new, tarfile.open(data / parent) as old:
         assert new.extractfile(f"{key}.mp4").read() == old.extractfile(f"{key}.mp4").read()
+
+
+def test_resharded_lineage_names_the_code_that_copied_and_the_parents_config(dataset, monkeypatch):
+    data, _, _ = dataset
+    monkeypatch.setenv("FADA_CODE_VERSION", "reshard-code")
+    dense, _ = refilter(data, load_profile("strict"), "dense", reshard_below=0.75, flow_run_id="run-1")
+    derived = [s for s in dense["shards"] if s.startswith("shards/view-dense/")]
+    assert derived
+    for shard in derived:
+        lineage = lookup(data, shard)["lineage"]
+        assert (lineage["code_version"], lineage["config_hash"], lineage["flow_run_id"]) == ("reshard-code", "cfg1", "run-1")
+
+
+def test_a_shard_with_an_unsafe_member_is_not_resharded(dataset):
+    data, _, shards = dataset
+    for shard in shards:
+        with tarfile.open(data / "shards" / "v1" / shard.name, "a") as tar:
+            info = tarfile.TarInfo("../evil.json")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+    with pytest.raises(ValueError, match="refused to reshard.*unsafe_key"):
+        refilter(data, load_profile("strict"), "dense", reshard_below=0.75)

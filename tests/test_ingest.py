@@ -16,7 +16,8 @@ import yaml
 from filters.face_track import box_iou
 from filters.synthetic import FACE_BOX_SRC, LIP_PARTING_CENTRE, SpeakerSpec, render_sidecar_audio, render_speaker
 from filters.profiles import load_profile
-from flows.ingest import IngestConfig, ingest
+from flows.ingest import ingest
+from shards.ingest.config import IngestConfig
 from shards.catalog import read_catalog
 from shards.reader import ClipWindowDataset
 from shards.views import refilter

@@ -103,7 +103,6 @@ def _clip_keys(data: Path) -> list[str]:
     return sorted(read_catalog(data, columns=["key"]).column("key").to_pylist())
 
 
-@pytest.mark.skip(reason="hangs after the merge of this stop: the rerun after the node is killed never finishes; tracked on issue 18")
 def test_losing_a_node_mid_ingest_loses_nothing_after_the_rerun(manifest, tmp_path):
     clean = tmp_path / "clean"
     done = subprocess.run([str(BIN / "fada"), "ingest", str(manifest), "--out", str(clean), "--workers", "0", "--quiet"],
@@ -115,7 +114,9 @@ def test_losing_a_node_mid_ingest_loses_nothing_after_the_rerun(manifest, tmp_pa
         first = _ingest(manifest, data, env)
         staging = data / "staging"
         deadline = time.monotonic() + 300
-        while not (staging.is_dir() and any(p.is_file() for p in staging.rglob("*"))):  # both actors are cutting clips
+        # both actors are cutting clips: two sources' staging folders fill at once (an actor gets jobs only once
+        # placed and loaded, so the first clip files alone may all be the head's)
+        while sum(any(p.is_file() for p in folder.iterdir()) for folder in staging.glob("*") if folder.is_dir()) < 2:
             assert first.poll() is None, first.communicate()[0]
             assert time.monotonic() < deadline, "ingest never started extracting"
             time.sleep(0.2)

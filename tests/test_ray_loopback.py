@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from filters.synthetic import SpeakerSpec, render_speaker
-from flows.ingest import IngestConfig, ingest
+from flows.ingest import ingest
+from shards.ingest.config import IngestConfig
 from tests.datadir_factory import REPO
 
 pytestmark = pytest.mark.slow

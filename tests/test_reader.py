@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from shards.reader import (ClipWindowDataset, SkippedSampleWarning, collate_windows, load_view, member_key,
-                           resolve_rank)
+from shards.reader import ClipWindowDataset, collate_windows, load_view, resolve_rank
 from shards.shard_writer import ShardWriter
+from shards.tar_members import SkippedSampleWarning, member_key
 
 SIZE, CLIP_FRAMES = 64, 30
 BLOCK_H, BLOCK_W = SIZE // 2, SIZE // 4

@@ -2,7 +2,8 @@
 
 import warnings
 
-from shards.reader import MAX_MEMBER_BYTES, ClipWindowDataset
+from shards.reader import ClipWindowDataset
+from shards.tar_members import MAX_MEMBER_BYTES
 from tests.test_reader import VERSION, raw_tar, sample, write_view
 
 

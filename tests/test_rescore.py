@@ -18,9 +18,10 @@ import yaml
 from filters.profiles import load_profile
 from filters.synthetic import SpeakerSpec, render_speaker
 from flows.cli import main as fada
-from flows.ingest import IngestConfig, ingest
+from flows.ingest import ingest
+from shards.ingest.config import IngestConfig
 from shards.catalog import catalog_files, column_part_info, read_catalog
-from shards.reader import SkippedSampleWarning
+from shards.tar_members import SkippedSampleWarning
 from shards.rescore import RescoreError, rescore
 from shards.views import refilter, snapshot_files
 

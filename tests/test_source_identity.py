@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from filters.synthetic import SpeakerSpec, render_sidecar_audio, render_speaker
-from flows.ingest import IngestConfig, ingest
+from flows.ingest import ingest
+from shards.ingest.config import IngestConfig
 from shards.ledger import SourceLedger
 
 pytestmark = pytest.mark.slow

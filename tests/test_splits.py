@@ -141,3 +141,35 @@ def test_growth_keeps_old_test_sources_and_training_views_exclude_new_ones(data_
     # a training view of the grown catalog that excludes the *old* split also leaves out the new test source
     train, _ = refilter(data_dir, load_profile("lenient"), "student", exclude_split="test")
     assert not sources_of(train, read_catalog(data_dir)) & set(grown["split"]["sources"])
+
+
+def test_fada_split_and_dataset_refresh_share_one_policy(tmp_path):
+    """Same data, same rule: the CLI and the flow's task hold out the same sources, and both keep the split
+    when the catalog grows (it was made from an older snapshot; training views still exclude new test sources)."""
+    from prefect.logging import disable_run_logger
+
+    from flows.cli import main as fada
+    from flows.prefect_flows import write_test_split
+    from shards.reader import load_view
+
+    by_cli, by_flow = tmp_path / "cli", tmp_path / "flow"
+    rule = ["--fraction", str(FRACTION), "--seed", str(SEED)]
+    for grow in (range(8), range(8, 16)):
+        for data in (by_cli, by_flow):
+            add_sources(data, list(grow))
+        assert fada(["split", str(by_cli), *rule]) == 0
+        with disable_run_logger():
+            flow_view = write_test_split.fn(str(by_flow), "test", FRACTION, SEED)
+        cli_view = load_view(by_cli, "test")
+        assert cli_view["split"] == flow_view["split"] and cli_view["shards"] == flow_view["shards"]
+        assert [s[:2] for s in cli_view["split"]["sources"]] == ["01", "05"]  # kept after growing, not rewritten
+    assert fada(["split", str(by_cli), "--fraction", "0.3", "--seed", str(SEED)]) == 2  # another rule: the name is taken
+
+
+def test_no_split_until_two_sources_have_usable_clips(tmp_path):
+    assert splits.ensure_test_split(tmp_path) == (None, "no_catalog")
+    add_sources(tmp_path, [0])
+    assert splits.ensure_test_split(tmp_path) == (None, "too_few_sources")
+    add_sources(tmp_path, [1, 2])
+    view, outcome = splits.ensure_test_split(tmp_path)
+    assert outcome == "written" and splits.ensure_test_split(tmp_path) == (view, "kept")
