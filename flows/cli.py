@@ -16,7 +16,7 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that report a user's mistake or a data dir state the user must act on: exit 2, one line."""
-    from fada.config import ConfigError
+    from filters.config_fields import ConfigError
     from filters.profiles import ProfileError
     from flows import cli  # this module by its name, also when run as __main__ (`python -m flows.cli`)
     from flows.ingest import IngestInputError
@@ -28,34 +28,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return UserError, cli.UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["clip.max_s=8", "chunk_s=60"]`` → nested mapping; values are parsed as YAML scalars."""
-    tree: dict = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--set expects section.key=value, got {pair!r}")
-        dotted, raw = pair.split("=", 1)
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        try:
-            node[leaf] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--set {pair!r}: the value is not a YAML scalar ({str(exc).splitlines()[0]})") from exc
-    return tree
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
-    return merged
-
-
 def load_ingest_config(config_path: str | None, overrides: list[str]):
+    from filters.config_fields import allowed_paths, apply_overrides
     from flows.ingest import IngestConfig
-
     from shards.sources import read_yaml
 
     values = {}
@@ -63,8 +38,10 @@ def load_ingest_config(config_path: str | None, overrides: list[str]):
         values = read_yaml(config_path) or {}
         if not isinstance(values, dict):
             raise UserError(f"{config_path}: expected a mapping of sections, got {type(values).__name__}")
+    allowed = allowed_paths(IngestConfig)
+    allowed = {**allowed.pop("extract"), **allowed}  # IngestConfig.from_dict takes the extract sections at the top
     try:
-        return IngestConfig.from_dict(_merge(values, parse_overrides(overrides)))
+        return IngestConfig.from_dict(apply_overrides(values, overrides, allowed=allowed))
     except (TypeError, ValueError) as exc:
         raise UserError(f"invalid ingest configuration{f' in {config_path}' if config_path else ''}: {exc}") from exc
 
@@ -159,12 +136,13 @@ def demo_teacher(out: Path, steps: int, *, quiet: bool) -> None:
 
 
 def cmd_refilter(args: argparse.Namespace) -> int:
+    from filters.config_fields import parse_override
     from filters.profiles import ProfileError, load_profile
     from shards.view_aliases import refilter_aliased
     from shards.views import ViewError, format_view_summary
 
     try:
-        profile = load_profile(args.profile, {k: v for k, v in _flatten(parse_overrides(args.set)).items()})
+        profile = load_profile(args.profile, dict(parse_override(pair) for pair in args.set))
         from shards.views import view_path
 
         exclude = None if args.include_test_split or not view_path(args.data_dir, args.test_split).exists() else args.test_split
@@ -202,14 +180,6 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         return 2
     print(format_rescore(record))
     return 0
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        flat.update(_flatten(value, dotted + ".") if isinstance(value, dict) else {dotted: value})
-    return flat
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:

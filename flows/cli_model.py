@@ -16,13 +16,12 @@ from pathlib import Path
 
 def training_config(name_or_path: str, overrides: list[str]) -> dict:
     """A preset or YAML configuration with ``--set section.key=value`` overrides applied."""
-    from fada.config import load_config
-    from flows.cli import _merge, parse_overrides
+    from fada.config import resolve_config
     from shards.sources import read_yaml
 
     if Path(name_or_path).is_file():
         read_yaml(name_or_path)  # undecodable bytes or bad YAML: an error naming the file and line
-    return _merge(load_config(name_or_path), parse_overrides(overrides))
+    return resolve_config(name_or_path, overrides)
 
 
 def _config_errors_exit_2(command):
@@ -53,10 +52,10 @@ def cmd_train_teacher(args: argparse.Namespace) -> int:
 
 @_config_errors_exit_2
 def cmd_distill(args: argparse.Namespace) -> int:
-    from fada.distill import distill_student
-    from flows.cli import parse_overrides
+    from fada.distill import DistillConfig, distill_student
+    from filters.config_fields import allowed_paths, apply_overrides
 
-    overrides = parse_overrides(args.set)
+    overrides = apply_overrides({}, args.set, allowed=allowed_paths(DistillConfig))
     overrides.update({"loss_mode": args.loss, "cfg_variant": args.cfg})
     result = distill_student(args.data, args.view, args.teacher, args.out, config=overrides, steps=args.steps,
                              device=args.device, init_student=args.init_student, progress=not args.quiet)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 
 def cmd_train_syncnet(args: argparse.Namespace) -> int:
-    from flows.cli import parse_overrides
     from flows.flow_artifacts import loss_curve_png
-    from filters.syncnet_training import LOG_FILE
+    from filters.config_fields import allowed_paths, apply_overrides
+    from filters.syncnet_training import LOG_FILE, SyncNetTrainingConfig
     from fada.training import read_log
     from shards.syncnet_data import train_syncnet_on_view
 
-    try:
-        overrides = parse_overrides(args.set)
+    try:  # model keys are open here: SyncNetTrainingConfig.from_dict checks them against SyncNetModel
+        overrides = apply_overrides({}, args.set, allowed={**allowed_paths(SyncNetTrainingConfig), "model": None})
         if args.steps is not None:
             overrides["steps"] = args.steps
         if args.device is not None:
