@@ -7,25 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-
-class UserError(Exception):
-    """A mistake in what the user asked (arguments, files); ``main`` prints it as one line and exits 2."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that report a user's mistake or a data dir state the user must act on: exit 2, one line."""
-    from filters.config_fields import ConfigError
-    from filters.profiles import ProfileError
-    from flows import cli  # this module by its name, also when run as __main__ (`python -m flows.cli`)
-    from flows.ingest import IngestInputError
-    from shards.datadir import DamagedFile
-    from shards.lock import LockHeld
-    from shards.sources import InputFileError
-    from shards.views import ViewError
-
-    return UserError, cli.UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError
+from flows.cli_common import UserError, add_wait_option, run_command
+from flows.cli_flow_options import CommandParser
+from flows.cli_model import add_model_commands
 
 
 def load_ingest_config(config_path: str | None, overrides: list[str]):
@@ -93,9 +77,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     manifest, data = out / DEMO_LAYOUT["manifest"], out / DEMO_LAYOUT["data"]
+    config = load_ingest_config(args.config, args.set)  # a bad --config/--set: exit 2 before any work
     print(f"generating synthetic speakers in {manifest.parent} …")
     demo_sources(manifest.parent)
-    config = load_ingest_config(args.config, args.set)
     report = ingest(manifest, data, config, workers=args.workers, progress=not args.quiet, wait=args.wait)
     print(format_report(report))
     from filters.profiles import load_profile
@@ -225,14 +209,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
-def add_wait_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for another writer of the data dir to finish (default: exit 2 at once)")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fada", description="FADA data pipeline and distillation")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="ingest configuration YAML (sections: probe, clip, scenes, track, crop, encode, chunk_s)")
@@ -293,21 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(demo_p)
     demo_p.set_defaults(func=cmd_demo)
 
-    from flows.cli_model import add_model_commands
-
     add_model_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except Exception as exc:
-        if not isinstance(exc, user_error_types()):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args.func, args, also=getattr(args, "user_errors", ()))
 
 
 if __name__ == "__main__":
