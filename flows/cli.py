@@ -7,8 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flows.cli_common import UserError, add_wait_option, run_command
-from flows.cli_flow_options import CommandParser
+from flows.cli_common import CommandParser, UserError, add_wait_option, run_command
 from flows.cli_model import add_model_commands
 
 
@@ -210,7 +209,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fada", description="FADA data pipeline and distillation")
+    parser = CommandParser(prog="fada", description="FADA data pipeline and distillation")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -277,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UserError as exc:  # a command line argparse refuses (CommandParser.error)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return run_command(args.func, args, also=getattr(args, "user_errors", ()))
 
 

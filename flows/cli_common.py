@@ -1,4 +1,5 @@
-"""What every ``fada`` subcommand shares: the user-error rule (one line on stderr, exit 2) and ``--wait``."""
+"""What every ``fada`` subcommand shares: its parser class, the user-error rule (one line on stderr, exit 2) and
+``--wait``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,25 @@ from typing import Callable
 
 class UserError(Exception):
     """A mistake in what the user asked (arguments, files); `run_command` prints it as one line and exits 2."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """``fada``'s parsers: a refused command line raises `UserError` (one line and exit 2 like every user error,
+    not the usage text), and a subcommand can add (some of) its options when it is used (`add_options_later`)."""
+
+    _add_later: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def add_options_later(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._add_later = add
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._add_later is not None:
+            add, self._add_later = self._add_later, None
+            add(self)
+        return super().parse_known_args(args, namespace)
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:

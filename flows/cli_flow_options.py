@@ -11,8 +11,8 @@ How a parameter becomes an option:
   model field (``runs: list[EvaluationRun]`` → ``--ckpt … --mode …``);
 * anything else → one value, checked and converted by pydantic against the annotation (paths stay strings).
 
-The flows' module imports Prefect, which most commands never need: `CommandParser.add_options_later` adds the
-options when the subcommand is parsed, not when ``fada`` builds its parser.
+The flows' module imports Prefect, which most commands never need: `flows.cli_common.CommandParser.add_options_later`
+adds the options when the subcommand is parsed, not when ``fada`` builds its parser.
 """
 
 from __future__ import annotations
@@ -28,21 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePath
 from typing import Any
 
-
-class CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser that can add (some of) its options when it is used."""
-
-    _add_later: Callable[[argparse.ArgumentParser], None] | None = None
-
-    def add_options_later(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
-        self._add_later = add
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._add_later is not None:
-            add, self._add_later = self._add_later, None
-            add(self)
-        return super().parse_known_args(args, namespace)
-
+from flows.cli_common import CommandParser
 
 FLOWS_MODULE = "flows.training_flows"
 

@@ -31,6 +31,12 @@ MODEL_COMMANDS = {
 }
 
 
+def one_line_error(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
 def parse(*argv: str):
     return vars(build_parser().parse_args(list(argv)))
 
@@ -90,19 +96,16 @@ def test_enum_parameters_accept_exactly_the_flows_choices(command, capsys):
     for flag, dest, members, repeated in options:
         for member in members:
             assert parse(command, *required, flag, member.value)[dest] == ([member.value] if repeated else member.value)
-        with pytest.raises(SystemExit) as caught:
-            parse(command, *required, flag, "no-such-choice")
-        assert caught.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+        assert main([command, *required, flag, "no-such-choice"]) == 2
+        assert one_line_error(capsys).startswith(f"error: fada {command}: argument {flag}: ")
 
 
 @pytest.mark.parametrize("command, option", [("train-teacher", "--steps"), ("distill", "--steps"), ("generate", "--size"),
                                              ("evaluate", "--max-frames"), ("train-syncnet", "--steps")])
 def test_the_flows_value_checks_apply_on_the_command_line(command, option, capsys):
     _, required, _ = MODEL_COMMANDS[command]
-    with pytest.raises(SystemExit) as caught:
-        parse(command, *required, option, "0")
-    assert caught.value.code == 2
-    assert f"argument {option}: '0': Input should be greater than 0" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main([command, *required, option, "0"]) == 2
+    assert f"argument {option}: '0': Input should be greater than 0" in one_line_error(capsys)
 
 
 def test_evaluate_takes_max_frames_and_pairs_modes_as_the_library_does(tmp_path, capsys):
@@ -116,11 +119,10 @@ def test_evaluate_takes_max_frames_and_pairs_modes_as_the_library_does(tmp_path,
     argv = ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--ckpt", "a", "--ckpt", "b",
             "--mode", "teacher", "--mode", "fast", "--mode", "balanced"]
     assert main(argv) == 2
-    assert capsys.readouterr().err.strip() == ("error: 2 --ckpt and 3 --mode values: give one mode, one per checkpoint, "
+    assert one_line_error(capsys) == ("error: 2 --ckpt and 3 --mode values: give one mode, one per checkpoint, "
                                                "or several modes for one checkpoint")
-    with pytest.raises(SystemExit):
-        parse("evaluate", "--data", "d", "--ckpt", "a", "--mode", "teacher,slow", "--out", "o")
-    assert "'slow': use teacher, balanced, fast" in capsys.readouterr().err
+    assert main(["evaluate", "--data", "d", "--ckpt", "a", "--mode", "teacher,slow", "--out", "o"]) == 2
+    assert "argument --mode: 'slow': use teacher, balanced, fast" in one_line_error(capsys)
 
 
 def test_help_of_a_flow_command_comes_from_the_flow_docstring(capsys):
@@ -174,7 +176,17 @@ def test_every_subcommand_is_covered():
 @pytest.mark.parametrize("case", USER_ERRORS)
 def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
     argv, needle = USER_ERRORS[case]
-    argv = [a.format(missing=tmp_path / "missing", tmp=tmp_path) for a in argv]
+    assert main([a.format(missing=tmp_path / "missing", tmp=tmp_path) for a in argv]) == 2
+    assert needle in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["no-such-command"], "error: fada: argument command: invalid choice: 'no-such-command'"),
+    (["verify"], "error: fada verify: the following arguments are required: data_dir (see fada verify --help)"),
+    (["refilter", "d", "--reshard-below", "half"], "argument --reshard-below: invalid float value: 'half'"),
+    (["train-teacher", "--data", "d", "--out", "o"], "the following arguments are required: --steps"),
+    (["split", "d", "--unknown"], "error: fada: unrecognized arguments: --unknown"),
+])
+def test_a_refused_command_line_is_one_line_and_exit_2(argv, needle, capsys):
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert needle in one_line_error(capsys)
