@@ -46,6 +46,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError, RescoreError
 
 
+# What a model command reports as the user's mistake (one line, exit 2): its configuration, checkpoints, weights
+# and input files are checked as it starts (ValueError: CheckpointError, ConfigError, InputError …;
+# FileNotFoundError: MissingWeightsError, a missing checkpoint or view …).
+MODEL_USER_ERRORS = (ValueError, FileNotFoundError)
+
+
 def run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace,
                 also: tuple[type[BaseException], ...] = ()) -> int:
     """``command(args)``; a user error (`user_error_types`, or one of ``also``: the command's own, e.g. ValueError

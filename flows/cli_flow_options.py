@@ -117,6 +117,19 @@ def _value_keywords(hint: Any, flag: str) -> dict:
     return {"type": _converter(hint), "metavar": flag.lstrip("-").replace("-", "_").upper()}
 
 
+def comma_separated(choices: type[enum.Enum]) -> Callable[[str], str]:
+    """An argparse type: ``"teacher,fast"`` with every item one of the enum's values (kept as given)."""
+    allowed = [m.value for m in choices]
+
+    def check(text: str) -> str:
+        bad = [item for item in text.split(",") if item.strip() not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, bad))}: use {', '.join(allowed)} (comma-separated)")
+        return text
+
+    return check
+
+
 def _converter(hint: Any) -> Callable[[str], Any]:
     """A string → the annotation's value (pydantic checks it: ``PositiveInt``, ``float``, ``Path`` …)."""
     from pydantic import TypeAdapter, ValidationError

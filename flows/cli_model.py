@@ -3,18 +3,18 @@ split (and train-syncnet, from `flows.cli_syncnet`).
 
 Each parses its arguments and calls one library function (`fada.train_teacher.train_teacher`,
 `fada.distill.distill_student`, `fada.pipeline.FadaPipeline`, `fada.tiny_decoder.train_tiny_decoder`, `fada.evaluate.evaluate`,
-`fada.ablation.run_ablation`, `shards.splits.write_test_view`); the Prefect flows call the same functions.
+`fada.ablation.run_ablation`, `shards.splits.write_test_view`); the Prefect flows call the same functions, and the
+commands that have a flow take their options from its parameters (`flows.cli_flow_options`).
 """
 
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 from pathlib import Path
 
-from flows.cli_common import add_wait_option
-from flows.cli_flow_options import options_from_flow
+from flows.cli_common import MODEL_USER_ERRORS, add_wait_option
+from flows.cli_flow_options import comma_separated, options_from_flow
 from flows.cli_syncnet import add_syncnet_command
 
 
@@ -116,25 +116,6 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
-# Errors a model command reports as the user's (one line, exit 2): its configuration, checkpoints, weights and
-# input files are checked as it starts (ValueError: CheckpointError, ConfigError, InputError …;
-# FileNotFoundError: MissingWeightsError, a missing checkpoint …).
-MODEL_USER_ERRORS = (ValueError, FileNotFoundError)
-
-
-def comma_separated(choices: type[enum.Enum]):
-    """An argparse type: ``"teacher,fast"`` with every item one of the enum's values (kept as given)."""
-    allowed = [m.value for m in choices]
-
-    def check(text: str) -> str:
-        bad = [item for item in text.split(",") if item.strip() not in allowed]
-        if bad:
-            raise argparse.ArgumentTypeError(f"{', '.join(map(repr, bad))}: use {', '.join(allowed)} (comma-separated)")
-        return text
-
-    return check
-
-
 def add_model_commands(sub) -> None:
     """The model subcommands; train-teacher, distill, generate, evaluate and train-syncnet take their options from
     the parameters of the flow that does the same (`flows.cli_flow_options.options_from_flow`)."""
@@ -146,15 +127,17 @@ def add_model_commands(sub) -> None:
         p.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
 
     p = sub.add_parser("train-teacher", help="train the dual-UNet teacher on a view (resumes from --out)")
-    options_from_flow(p, "train_teacher_flow", {"data_dir": "--data", "out_dir": "--out", "config_overrides": "--set", "sd15_dir": "--sd15"},
-              lambda _: {"--set": {"metavar": "SECTION.KEY=VALUE", "help": "override one configuration value"}})
+    options_from_flow(p, "train_teacher_flow",
+                      {"data_dir": "--data", "out_dir": "--out", "config_overrides": "--set", "sd15_dir": "--sd15"},
+                      lambda _: {"--set": {"metavar": "SECTION.KEY=VALUE", "help": "override one configuration value"}})
     quiet(p)
     p.set_defaults(func=cmd_train_teacher, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("distill", help="distil a 6-step student from a teacher (PeRFlow, mixed supervision, CFG tokens)")
     options_from_flow(p, "distill_student_flow", {"data_dir": "--data", "out_dir": "--out", "overrides": "--set"},
-              lambda _: {"--set": {"help": "override a distillation setting"},
-                         "--init-student": {"help": "start from this earlier student of the same teacher (retraining on new data)"}})
+                      lambda _: {"--set": {"help": "override a distillation setting"},
+                                 "--init-student": {"help": "start from this earlier student of the same teacher "
+                                                            "(retraining on new data)"}})
     quiet(p)
     p.set_defaults(func=cmd_distill, user_errors=MODEL_USER_ERRORS)
 
@@ -186,11 +169,14 @@ def add_model_commands(sub) -> None:
 
     p = sub.add_parser("evaluate", help="the paper's Table 1 columns for checkpoints on the held-out test view")
 
-    options_from_flow(p, "evaluate_flow", {"data_dir": "--data", "out_dir": "--out"}, lambda flows_module: {
-        "--ckpt": {"help": "checkpoint (repeat to compare several)"},
-        "--mode": {"type": comma_separated(flows_module.GenerationMode), "choices": None, "metavar": "MODE[,MODE…]",
-                   "help": "teacher, balanced or fast: one for all checkpoints, one per --ckpt, or several for one "
-                           "checkpoint (default: teacher)"}})
+    def evaluate_options(flows_module) -> dict:  # --mode as fada.evaluate.pair_runs reads it
+        mode = flows_module.EvaluationRun.model_fields["mode"]
+        return {"--ckpt": {"help": "checkpoint (repeat to compare several)"},
+                "--mode": {"type": comma_separated(mode.annotation), "choices": None, "metavar": "MODE[,MODE…]",
+                           "help": f"{mode.description}: one for all checkpoints, one per --ckpt, or several "
+                                   f"(comma-separated) for one checkpoint (default: {mode.default.value})"}}
+
+    options_from_flow(p, "evaluate_flow", {"data_dir": "--data", "out_dir": "--out"}, evaluate_options)
     p.set_defaults(func=cmd_evaluate, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("ablate", help="tiny teacher + the paper's Tables 2–4 student variants → docs/ablation.md")

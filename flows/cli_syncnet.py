@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from flows.cli_common import MODEL_USER_ERRORS
 from flows.cli_flow_options import options_from_flow
 
 
@@ -38,4 +39,4 @@ def add_syncnet_command(sub) -> None:
                                                    "model.width=1.0, model.crop_size=224"},
                                  "--held-out": {"metavar": "SHARE"}})
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train_syncnet, user_errors=(ValueError, FileNotFoundError))
+    p.set_defaults(func=cmd_train_syncnet, user_errors=MODEL_USER_ERRORS)
