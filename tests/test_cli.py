@@ -190,3 +190,36 @@ def test_user_errors_are_one_line_and_exit_2(case, tmp_path, capsys):
 def test_a_refused_command_line_is_one_line_and_exit_2(argv, needle, capsys):
     assert main(argv) == 2
     assert needle in one_line_error(capsys)
+
+
+# --- the flow-backed commands run for real, tiny -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_model_commands_run_end_to_end_on_a_tiny_view(tmp_path, capsys):
+    """train-teacher → distill → generate through `main`, on two generated 32² clips: the options the commands take
+    from their flows reach the library (a wrong name or default would fail here; evaluate's reach it in
+    test_user_errors_are_one_line_and_exit_2, which fails in the library only after every option is read)."""
+    import numpy as np
+    import soundfile
+    from PIL import Image
+    from skimage import data as sample_images
+
+    from shards.synthetic_dataset import make_speaker_data_dir
+
+    data = make_speaker_data_dir(tmp_path / "speakers", n_clips=2, size=32, duration_s=1.2)
+    small = ["--set", "train.num_frames=2", "--set", "train.batch_size=1", "--set", "train.shuffle_buffer=4"]
+    assert main(["train-teacher", "--data", str(data), "--view", "train", "--steps", "2", "--out", str(tmp_path / "t"),
+                 *small, "--device", "cpu", "--quiet"]) == 0
+    assert "teacher: 2 steps (resumed from 0)" in capsys.readouterr().out
+    assert main(["distill", "--data", str(data), "--view", "train", "--teacher", str(tmp_path / "t"), "--steps", "1",
+                 "--out", str(tmp_path / "s"), "--loss", "fixed", "--set", "batch_size=1", "--set", "shuffle_buffer=4",
+                 "--set", "solver_steps_per_window=1", "--device", "cpu", "--quiet"]) == 0
+    assert "student: 1 steps" in capsys.readouterr().out
+    Image.fromarray(sample_images.astronaut()).save(tmp_path / "face.png")
+    soundfile.write(tmp_path / "a.wav", 0.1 * np.sin(np.arange(8000) / 5.0), 16000)
+    assert main(["generate", "--ckpt", str(tmp_path / "s"), "--mode", "fast", "--image", str(tmp_path / "face.png"),
+                 "--audio", str(tmp_path / "a.wav"), "--out", str(tmp_path / "v.mp4"), "--steps", "4", "--s-r", "2.0",
+                 "--device", "cpu", "--quiet"]) == 0
+    assert "NFE-D" in capsys.readouterr().out and (tmp_path / "v.mp4").is_file()
+
