@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+from fada.train_teacher import TeacherTrainConfig
+from filters.config_fields import ConfigError, allowed_paths, apply_dotted, check_keys, parse_override
 
 SECTIONS = ("model", "codec", "train", "sample", "sd15_dir")
 
@@ -88,10 +93,6 @@ PRESETS = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration name, file or key is not valid."""
-
-
 def load_config(name_or_path: str | os.PathLike) -> dict:
     """A deep copy of a preset (``tiny``, ``sd15``) or a YAML file's configuration, checked for unknown keys."""
     if str(name_or_path) in PRESETS:
@@ -104,12 +105,32 @@ def load_config(name_or_path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}: expected a mapping of sections {SECTIONS}")
     base = config.pop("base", None)
     merged = load_config(base) if base else {}
-    unknown = set(config) - set(SECTIONS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown sections {sorted(unknown)}; allowed: {list(SECTIONS)}")
+    try:
+        check_keys(config, SECTIONS, noun="sections")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     for section, values in config.items():
         if isinstance(values, dict) and isinstance(merged.get(section), dict):
             merged[section].update(values)
         else:
             merged[section] = values
     return merged
+
+
+def resolve_config(name_or_path: str | os.PathLike, overrides: Mapping[str, Any] | Iterable[str] = (),
+                   sd15_dir: str | None = None) -> dict:
+    """`load_config` with overrides: ``--set`` strings (``"train.num_frames=2"``) or a mapping, dotted
+    (``{"train.num_frames": 2}``) or nested (``{"train": {"num_frames": 2}}``); ``sd15_dir`` set when given.
+
+    Paths are checked: the sections, and in ``train`` the `TeacherTrainConfig` keys; ``model`` and ``codec``
+    keys are checked by the model and codec constructors.
+    """
+    config = load_config(name_or_path)
+    if not isinstance(overrides, Mapping):
+        overrides = dict(parse_override(pair) for pair in overrides)
+    allowed = {"model": None, "codec": None, "train": allowed_paths(TeacherTrainConfig),
+               "sample": config.get("sample"), "sd15_dir": None}
+    resolved = apply_dotted(config, overrides, allowed=allowed)
+    if sd15_dir:
+        resolved["sd15_dir"] = sd15_dir
+    return resolved

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 from pathlib import Path
 
 import torch
 
 from fada.audio_encoder import SAMPLES_PER_FRAME
+from filters.config_fields import from_dict
 
 
 @dataclass
@@ -50,11 +51,7 @@ class TrainingRunConfig:
 
     @classmethod
     def from_dict(cls, values: dict):
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown {cls.section} keys {sorted(unknown)}; allowed: {sorted(known)}")
-        config = cls(**cls.coerce(dict(values)))
+        config = from_dict(cls, cls.coerce(dict(values)), section=cls.section)
         config.check()
         return config
 

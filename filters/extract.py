@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from filters.audio import TARGET_RATE, AudioSegment, read_audio_segment
+from filters.config_fields import from_dict
 from filters.crop import CropConfig, crop_and_resize, crop_box_for_face
 from filters.face_track import FaceDetector, FaceTrackConfig, ShotTracker, TrackedFrame
 from filters.frames import DecodeError, iter_frames
@@ -70,22 +71,8 @@ class ExtractConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ExtractConfig":
-        """Build from nested mappings; unknown sections or keys raise ``ValueError`` naming them."""
-        sections = {"clip": ClipConfig, "scenes": SceneConfig, "track": FaceTrackConfig, "crop": CropConfig, "encode": EncodeConfig}
-        scalars = {"audio_rate": int, "max_frame_side": int}
-        unknown = sorted(set(values) - set(sections) - set(scalars))
-        if unknown:
-            raise ValueError(f"unknown ingest config section(s) {unknown}; allowed: {sorted(sections) + sorted(scalars)}")
-        built = {}
-        for name, section_cls in sections.items():
-            given = values.get(name) or {}
-            allowed = set(section_cls.__dataclass_fields__)
-            bad = sorted(set(given) - allowed)
-            if bad:
-                raise ValueError(f"unknown key(s) {bad} in ingest config section {name!r}; allowed: {sorted(allowed)}")
-            built[name] = section_cls(**given)
-        built.update({name: cast(values[name]) for name, cast in scalars.items() if name in values})
-        return cls(**built)
+        """Build from nested mappings; unknown sections, keys or wrong types raise `ConfigError` (a ValueError)."""
+        return from_dict(cls, values, section="ingest")
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ import cv2
 import numpy as np
 
 from filters.clip_data import ClipData
+from filters.config_fields import from_dict
 from filters.crop import CropConfig
 
 FRAME_STEP = 5  # score every 5th frame (5 per second at 25 fps)
@@ -278,11 +279,7 @@ class LearnedIQAConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> LearnedIQAConfig:
-        values = json.loads(Path(path).read_text())
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown learned IQA config key(s) {unknown} in {path}; allowed: {sorted(cls.__dataclass_fields__)}")
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+        return from_dict(cls, json.loads(Path(path).read_text()), section=f"learned IQA config {path}")
 
 
 def build_learned_iqa_net(config: LearnedIQAConfig):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from filters.config_fields import apply_dotted
+
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 DIMENSION_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -127,14 +129,10 @@ def profile_from_dict(doc: dict) -> Profile:
 
 def with_overrides(doc: dict, overrides: dict[str, float]) -> dict:
     """Apply ``{"image_quality.iqa.min": 0.6, "sync.syncnet.sync_conf.min": 4}`` to a profile document."""
-    doc = copy.deepcopy(doc)
-    for dotted, value in overrides.items():
-        *path, key = dotted.split(".")
-        node = doc.setdefault("dimensions", {})
-        for part in path:
-            node = node.setdefault(part, {})
-        node[key] = value
-    return doc
+    if not overrides or not isinstance(doc, dict):  # nothing to apply, or not a profile (profile_from_dict says so)
+        return copy.deepcopy(doc)
+    dimensions = {f"dimensions.{dotted}": value for dotted, value in overrides.items()}
+    return copy.deepcopy(apply_dotted(doc, dimensions, allowed={"dimensions": None}))  # profile_from_dict checks them
 
 
 def load_profile(name_or_path: str | os.PathLike, overrides: dict[str, float] | None = None) -> Profile:

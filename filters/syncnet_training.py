@@ -21,10 +21,11 @@ This module knows clips only as arrays (``SyncClip``); reading them from shards 
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from filters.clip_data import ClipData
+from filters.config_fields import check_keys, from_dict
 from filters.sync import MAX_SHIFT_FRAMES
 from filters.syncnet import (MFCC_STEPS_PER_FRAME, MFCC_WINDOW_STEPS, WINDOW_FRAMES, SyncNetModel, clip_inputs,
                              embed_windows, save_syncnet, shifted_distances, window_tensors)
@@ -120,16 +122,10 @@ class SyncNetTrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "SyncNetTrainingConfig":
-        """Unknown keys are an error; ``model`` is merged over the default model keywords."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown sync-expert training setting(s) {unknown}; known: {sorted(known)}")
+        """Unknown keys or wrong types are a `ConfigError`; ``model`` is merged over the default model keywords."""
         model = {**cls().model, **(values.get("model") or {})}
-        unknown_model = sorted(set(model) - {"embedding_dim", "width", "crop_size", "normalize"})
-        if unknown_model:
-            raise ValueError(f"unknown SyncNet model keyword(s) {unknown_model}")
-        config = cls(**{**values, "model": model})
+        check_keys(model, list(inspect.signature(SyncNetModel).parameters), section="SyncNet model")
+        config = from_dict(cls, {**values, "model": model}, section="sync-expert training")
         config.check()
         return config
 

@@ -7,53 +7,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
-
-class UserError(Exception):
-    """A mistake in what the user asked (arguments, files); ``main`` prints it as one line and exits 2."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exceptions that report a user's mistake or a data dir state the user must act on: exit 2, one line."""
-    from fada.config import ConfigError
-    from filters.profiles import ProfileError
-    from flows import cli  # this module by its name, also when run as __main__ (`python -m flows.cli`)
-    from shards.ingest.config import IngestInputError
-    from shards.datadir import DamagedFile
-    from shards.lock import LockHeld
-    from shards.sources import InputFileError
-    from shards.views import ViewError
-
-    return UserError, cli.UserError, ConfigError, ProfileError, IngestInputError, DamagedFile, LockHeld, InputFileError, ViewError
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["clip.max_s=8", "chunk_s=60"]`` → nested mapping; values are parsed as YAML scalars."""
-    tree: dict = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise UserError(f"--set expects section.key=value, got {pair!r}")
-        dotted, raw = pair.split("=", 1)
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        try:
-            node[leaf] = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--set {pair!r}: the value is not a YAML scalar ({str(exc).splitlines()[0]})") from exc
-    return tree
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged.get(key) or {}, value) if isinstance(value, dict) else value
-    return merged
+from flows.cli_common import CommandParser, UserError, add_wait_option, run_command
+from flows.cli_model import add_model_commands
 
 
 def load_ingest_config(config_path: str | None, overrides: list[str]):
+    from filters.config_fields import allowed_paths, apply_overrides
     from shards.ingest.config import IngestConfig
     from shards.sources import read_yaml
 
@@ -62,8 +21,10 @@ def load_ingest_config(config_path: str | None, overrides: list[str]):
         values = read_yaml(config_path) or {}
         if not isinstance(values, dict):
             raise UserError(f"{config_path}: expected a mapping of sections, got {type(values).__name__}")
+    allowed = allowed_paths(IngestConfig)
+    allowed = {**allowed.pop("extract"), **allowed}  # IngestConfig.from_dict takes the extract sections at the top
     try:
-        return IngestConfig.from_dict(_merge(values, parse_overrides(overrides)))
+        return IngestConfig.from_dict(apply_overrides(values, overrides, allowed=allowed))
     except (TypeError, ValueError) as exc:
         raise UserError(f"invalid ingest configuration{f' in {config_path}' if config_path else ''}: {exc}") from exc
 
@@ -115,9 +76,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     manifest, data = out / DEMO_LAYOUT["manifest"], out / DEMO_LAYOUT["data"]
+    config = load_ingest_config(args.config, args.set)  # a bad --config/--set: exit 2 before any work
     print(f"generating synthetic speakers in {manifest.parent} …")
     demo_sources(manifest.parent)
-    config = load_ingest_config(args.config, args.set)
     report = ingest(manifest, data, config, workers=args.workers, progress=not args.quiet, wait=args.wait)
     print(format_report(report))
     from filters.profiles import load_profile
@@ -158,12 +119,13 @@ def demo_teacher(out: Path, steps: int, *, quiet: bool) -> None:
 
 
 def cmd_refilter(args: argparse.Namespace) -> int:
+    from filters.config_fields import parse_override
     from filters.profiles import ProfileError, load_profile
     from shards.view_aliases import refilter_aliased
     from shards.views import ViewError, format_view_summary
 
     try:
-        profile = load_profile(args.profile, {k: v for k, v in _flatten(parse_overrides(args.set)).items()})
+        profile = load_profile(args.profile, dict(parse_override(pair) for pair in args.set))
         from shards.views import view_path
 
         exclude = None if args.include_test_split or not view_path(args.data_dir, args.test_split).exists() else args.test_split
@@ -202,14 +164,6 @@ def cmd_rescore(args: argparse.Namespace) -> int:
         return 2
     print(format_rescore(record))
     return 0
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        flat.update(_flatten(value, dotted + ".") if isinstance(value, dict) else {dotted: value})
-    return flat
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -255,14 +209,9 @@ def cmd_repair(args: argparse.Namespace) -> int:
     return 1 if left else 0
 
 
-def add_wait_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait this long for another writer of the data dir to finish (default: exit 2 at once)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fada", description="FADA data pipeline and distillation")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = CommandParser(prog="fada", description="FADA data pipeline and distillation")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
 
     def add_run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="ingest configuration YAML (sections: probe, clip, scenes, track, crop, encode, chunk_s)")
@@ -323,21 +272,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(demo_p)
     demo_p.set_defaults(func=cmd_demo)
 
-    from flows.cli_model import add_model_commands
-
     add_model_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except Exception as exc:
-        if not isinstance(exc, user_error_types()):
-            raise
+        args = build_parser().parse_args(argv)
+    except UserError as exc:  # a command line argparse refuses (CommandParser.error)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return run_command(args.func, args, also=getattr(args, "user_errors", ()))
 
 
 if __name__ == "__main__":

@@ -3,62 +3,50 @@ split (and train-syncnet, from `flows.cli_syncnet`).
 
 Each parses its arguments and calls one library function (`fada.train_teacher.train_teacher`,
 `fada.distill.distill_student`, `fada.pipeline.FadaPipeline`, `fada.tiny_decoder.train_tiny_decoder`, `fada.evaluate.evaluate`,
-`fada.ablation.run_ablation`, `shards.splits.write_test_view`); the Prefect flows call the same functions.
+`fada.ablation.run_ablation`, `shards.splits.write_test_view`); the Prefect flows call the same functions, and the
+commands that have a flow take their options from its parameters (`flows.cli_flow_options`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from flows.cli_common import MODEL_USER_ERRORS, UserError, add_wait_option
+from flows.cli_flow_options import comma_separated, options_from_flow
+from flows.cli_syncnet import add_syncnet_command
 
-def training_config(name_or_path: str, overrides: list[str]) -> dict:
+
+def training_config(name_or_path: str, overrides: list[str], sd15_dir: str | None = None) -> dict:
     """A preset or YAML configuration with ``--set section.key=value`` overrides applied."""
-    from fada.config import load_config
-    from flows.cli import _merge, parse_overrides
+    from fada.config import resolve_config
     from shards.sources import read_yaml
 
     if Path(name_or_path).is_file():
         read_yaml(name_or_path)  # undecodable bytes or bad YAML: an error naming the file and line
-    return _merge(load_config(name_or_path), parse_overrides(overrides))
+    return resolve_config(name_or_path, overrides, sd15_dir)
 
 
-def _config_errors_exit_2(command):
-    """Train/distill: a configuration or checkpoint the command cannot use (ValueError, a missing file) is a
-    user error — one line, exit 2 — not a traceback."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except (ValueError, FileNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return run
-
-
-@_config_errors_exit_2
 def cmd_train_teacher(args: argparse.Namespace) -> int:
     from fada.train_teacher import train_teacher
 
-    config = training_config(args.config, args.set)
-    if args.sd15:
-        config["sd15_dir"] = args.sd15
-    result = train_teacher(args.data, args.view, config, args.steps, args.out, device=args.device, progress=not args.quiet)
+    config = training_config(args.config, args.config_overrides, args.sd15_dir)
+    result = train_teacher(args.data_dir, args.view, config, args.steps, args.out_dir, device=args.device,
+                           progress=not args.quiet)
     print(f"teacher: {result.steps} steps (resumed from {result.resumed_from}), last loss {result.final_loss:.4f}")
-    print(f"checkpoint: {result.checkpoint}  (loss log: {Path(args.out) / 'train_log.jsonl'}, "
-          f"TensorBoard: {Path(args.out) / 'tensorboard'})")
+    print(f"checkpoint: {result.checkpoint}  (loss log: {Path(args.out_dir) / 'train_log.jsonl'}, "
+          f"TensorBoard: {Path(args.out_dir) / 'tensorboard'})")
     return 0
 
 
-@_config_errors_exit_2
 def cmd_distill(args: argparse.Namespace) -> int:
-    from fada.distill import distill_student
-    from flows.cli import parse_overrides
+    from fada.distill import DistillConfig, distill_student
+    from filters.config_fields import allowed_paths, apply_overrides
 
-    overrides = parse_overrides(args.set)
+    overrides = apply_overrides({}, args.overrides, allowed=allowed_paths(DistillConfig))
     overrides.update({"loss_mode": args.loss, "cfg_variant": args.cfg})
-    result = distill_student(args.data, args.view, args.teacher, args.out, config=overrides, steps=args.steps,
+    result = distill_student(args.data_dir, args.view, args.teacher, args.out_dir, config=overrides, steps=args.steps,
                              device=args.device, init_student=args.init_student, progress=not args.quiet)
     print(f"student: {result.steps} steps (resumed from {result.resumed_from}), last loss {result.final_loss:.4f}")
     print(f"checkpoint: {result.checkpoint}")
@@ -68,19 +56,14 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
 
-    from fada.media import InputError
     from fada.pipeline import FadaPipeline
 
-    try:
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-        pipeline = FadaPipeline.from_checkpoint(args.ckpt, args.mode, device=args.device, dtype=dtype,
-                                                tiny_decoder=args.tiny_decoder, output_size=args.size,
-                                                num_inference_steps=args.steps, guidance_reference=args.s_r,
-                                                guidance_audio=args.s_a, compile=args.compile)
-        result = pipeline.generate(args.image, args.audio, args.out, seed=args.seed, progress=not args.quiet)
-    except (InputError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    pipeline = FadaPipeline.from_checkpoint(args.ckpt, args.mode, device=args.device, dtype=dtype,
+                                            tiny_decoder=args.tiny_decoder, output_size=args.size,
+                                            num_inference_steps=args.steps, guidance_reference=args.guidance_reference,
+                                            guidance_audio=args.guidance_audio, compile=args.compile)
+    result = pipeline.generate(args.image, args.audio, args.out, seed=args.seed, progress=not args.quiet)
     print(f"wrote {result.path}: {result.frames} frames in {result.clips} clips, NFE-D {result.nfe_per_clip:g} per clip "
           f"({result.nfe_total} in all), {result.seconds:.1f} s = {result.seconds_per_video_second:.2f} s per video second")
     return 0
@@ -91,12 +74,8 @@ def cmd_train_tiny_decoder(args: argparse.Namespace) -> int:
 
     config = TinyDecoderTrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, width=args.width,
                                     frame_size=args.size, mixed_precision=args.precision, num_workers=args.workers)
-    try:
-        summary = train_tiny_decoder(args.data, args.view, args.vae, args.out, config, eval_view=args.eval_view,
-                                     device=args.device, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    summary = train_tiny_decoder(args.data, args.view, args.vae, args.out, config, eval_view=args.eval_view,
+                                 device=args.device, progress=not args.quiet)
     held_out = summary["held_out"]
     quality = (f"held-out '{summary['eval_view']}' PSNR vs the VAE decoder {held_out['psnr_db']:.1f} dB "
                f"(untrained {summary['held_out_untrained']['psnr_db']:.1f} dB)" if held_out else "no held-out view")
@@ -107,20 +86,12 @@ def cmd_train_tiny_decoder(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from fada.evaluate import evaluate, format_table
-    from fada.metrics import MissingWeightsError
+    from fada.evaluate import evaluate, format_table, pair_runs
 
-    modes = args.mode or ["teacher"]
-    if len(modes) not in (1, len(args.ckpt)):
-        raise SystemExit("give one --mode for all checkpoints or one per --ckpt")
-    runs = [(ckpt, modes[0] if len(modes) == 1 else modes[i]) for i, ckpt in enumerate(args.ckpt)]
-    try:
-        report = evaluate(args.data, runs, args.out, view=args.view, fid_weights=args.fid_weights,
-                          fvd_weights=args.fvd_weights, syncnet_weights=args.syncnet_weights, skip=tuple(args.skip),
-                          max_clips=args.max_clips, seed=args.seed, device=args.device)
-    except (MissingWeightsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = evaluate(args.data_dir, pair_runs(args.ckpt, args.mode), args.out_dir, view=args.view,
+                      fid_weights=args.fid_weights, fvd_weights=args.fvd_weights, syncnet_weights=args.syncnet_weights,
+                      skip=tuple(args.skip), max_clips=args.max_clips, max_frames=args.max_frames, seed=args.seed,
+                      device=args.device)
     print(format_table(report))
     return 0
 
@@ -137,70 +108,50 @@ def cmd_ablate(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from shards.splits import ensure_test_split
-    from shards.views import ViewError, format_view_summary
+    from shards.views import format_view_summary
 
-    try:
-        view, outcome = ensure_test_split(args.data_dir, args.name, fraction=args.fraction, seed=args.seed, wait=args.wait)
-    except ViewError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    view, outcome = ensure_test_split(args.data_dir, args.name, fraction=args.fraction, seed=args.seed, wait=args.wait)
     if view is None:
         why = "has no catalog: run `fada ingest` first" if outcome == "no_catalog" else "has fewer than 2 sources: nothing can be held out"
-        print(f"error: {args.data_dir} {why}", file=sys.stderr)
-        return 2
+        raise UserError(f"{args.data_dir} {why}")
     print(format_view_summary(view) + ("\n(this split already existed; kept as it is)" if outcome == "kept" else ""))
     print(json.dumps({"held_out_sources": view["split"]["sources"]}))
     return 0
 
 
 def add_model_commands(sub) -> None:
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
+    """The model subcommands; train-teacher, distill, generate, evaluate and train-syncnet take their options from
+    the parameters of the flow that does the same (`flows.cli_flow_options.options_from_flow`)."""
+
+    def quiet(p: argparse.ArgumentParser) -> None:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    def device(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default=None, help="cuda, cuda:1, cpu … (default: cuda when available)")
+
     p = sub.add_parser("train-teacher", help="train the dual-UNet teacher on a view (resumes from --out)")
-    p.add_argument("--data", required=True, help="data directory")
-    p.add_argument("--view", default="strict", help="training view (default: strict)")
-    p.add_argument("--config", default="tiny", help="tiny, sd15 or a YAML file (sections model, codec, train, sample)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one configuration value")
-    p.add_argument("--sd15", default=None, help="local Stable Diffusion 1.5 directory (diffusers layout) to initialise from")
-    p.add_argument("--steps", type=int, required=True, help="total optimisation steps (a resumed run continues to this)")
-    p.add_argument("--out", required=True, help="output directory (checkpoints/, final/, train_log.jsonl, tensorboard/)")
-    common(p)
-    p.set_defaults(func=cmd_train_teacher)
+    options_from_flow(p, "train_teacher_flow",
+                      {"data_dir": "--data", "out_dir": "--out", "config_overrides": "--set", "sd15_dir": "--sd15"},
+                      lambda _: {"--set": {"metavar": "SECTION.KEY=VALUE", "help": "override one configuration value"}})
+    quiet(p)
+    p.set_defaults(func=cmd_train_teacher, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("distill", help="distil a 6-step student from a teacher (PeRFlow, mixed supervision, CFG tokens)")
-    p.add_argument("--data", required=True, help="data directory")
-    p.add_argument("--view", default="lenient", help="training view (default: lenient)")
-    p.add_argument("--teacher", required=True, help="teacher checkpoint (a train-teacher output directory)")
-    p.add_argument("--loss", default="adaptive", choices=["none", "fixed", "adaptive-unlimited", "adaptive"],
-                   help="ground-truth weighting (none = plain PeRFlow)")
-    p.add_argument("--cfg", default="layer-tokens", choices=["none", "time-embed", "layer", "layer-tokens"],
-                   help="how the student is told the CFG scales")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a distillation setting")
-    p.add_argument("--init-student", help="start from this earlier student of the same teacher (retraining on new data)")
-    p.add_argument("--steps", type=int, required=True)
-    p.add_argument("--out", required=True)
-    common(p)
-    p.set_defaults(func=cmd_distill)
+    options_from_flow(p, "distill_student_flow", {"data_dir": "--data", "out_dir": "--out", "overrides": "--set"},
+                      lambda _: {"--set": {"help": "override a distillation setting"},
+                                 "--init-student": {"help": "start from this earlier student of the same teacher "
+                                                            "(retraining on new data)"}})
+    quiet(p)
+    p.set_defaults(func=cmd_distill, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("generate", help="portrait + audio → talking-head mp4 with the audio muxed in")
-    p.add_argument("--ckpt", required=True, help="teacher or student checkpoint directory")
-    p.add_argument("--mode", default="teacher", choices=["teacher", "balanced", "fast"])
-    p.add_argument("--image", required=True)
-    p.add_argument("--audio", required=True, help="any rate/channels; wav, flac, ogg, mp3 …")
-    p.add_argument("--out", required=True, help="output .mp4")
-    p.add_argument("--size", type=int, default=None, help="output side in pixels (default: the model's)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 25 teacher, 6 student)")
-    p.add_argument("--s-r", type=float, default=None, help="reference guidance scale (default 2.5; 2.0 fast)")
-    p.add_argument("--s-a", type=float, default=None, help="audio guidance scale (default 6.5)")
-    p.add_argument("--seed", type=int, default=0)
+    options_from_flow(p, "generate_flow", {"guidance_reference": "--s-r", "guidance_audio": "--s-a"})
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="inference precision (bf16 on GPUs)")
     p.add_argument("--tiny-decoder", default=None, metavar="DIR",
                    help="local AutoencoderTiny (TAESD) directory: decode 10x faster than the SD VAE")
     p.add_argument("--compile", action="store_true", help="torch.compile the denoising net (GPU; ~75 s once)")
-    common(p)
-    p.set_defaults(func=cmd_generate)
+    quiet(p)
+    p.set_defaults(func=cmd_generate, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("train-tiny-decoder", help="distil a fast AutoencoderTiny decoder from the SD VAE on a view's frames")
     p.add_argument("--data", required=True, help="data directory")
@@ -215,23 +166,21 @@ def add_model_commands(sub) -> None:
     p.add_argument("--size", type=int, default=None, help="frame side in pixels (default: 512, the SD VAE's)")
     p.add_argument("--precision", default="no", choices=["no", "bf16", "fp16"], help="autocast of the tiny networks")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers decoding frames")
-    common(p)
-    p.set_defaults(func=cmd_train_tiny_decoder)
+    device(p)
+    quiet(p)
+    p.set_defaults(func=cmd_train_tiny_decoder, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("evaluate", help="the paper's Table 1 columns for checkpoints on the held-out test view")
-    p.add_argument("--ckpt", action="append", required=True, help="checkpoint (repeat to compare several)")
-    p.add_argument("--mode", action="append", choices=["teacher", "balanced", "fast"], help="one, or one per --ckpt")
-    p.add_argument("--data", required=True)
-    p.add_argument("--view", default="test")
-    p.add_argument("--out", required=True)
-    p.add_argument("--fid-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth (pytorch-fid)")
-    p.add_argument("--fvd-weights", default=None, help="r3d_18-b3b3357e.pth (torchvision, Kinetics-400)")
-    p.add_argument("--syncnet-weights", default=None, help="syncnet_v2.model (default: the weight-free sync scorer)")
-    p.add_argument("--skip", action="append", default=[], choices=["fid", "fvd"], help="leave a metric out (labelled)")
-    p.add_argument("--max-clips", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    common(p)
-    p.set_defaults(func=cmd_evaluate)
+
+    def evaluate_options(flows_module) -> dict:  # --mode as fada.evaluate.pair_runs reads it
+        mode = flows_module.EvaluationRun.model_fields["mode"]
+        return {"--ckpt": {"help": "checkpoint (repeat to compare several)"},
+                "--mode": {"type": comma_separated(mode.annotation), "choices": None, "metavar": "MODE[,MODE…]",
+                           "help": f"{mode.description}: one for all checkpoints, one per --ckpt, or several "
+                                   f"(comma-separated) for one checkpoint (default: {mode.default.value})"}}
+
+    options_from_flow(p, "evaluate_flow", {"data_dir": "--data", "out_dir": "--out"}, evaluate_options)
+    p.set_defaults(func=cmd_evaluate, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("ablate", help="tiny teacher + the paper's Tables 2–4 student variants → docs/ablation.md")
     p.add_argument("--out", default="ablation-runs")
@@ -240,19 +189,16 @@ def add_model_commands(sub) -> None:
     p.add_argument("--teacher-steps", type=int, default=None)
     p.add_argument("--student-steps", type=int, default=None)
     p.add_argument("--table", default="docs/ablation.md")
-    common(p)
-    p.set_defaults(func=cmd_ablate)
+    device(p)
+    quiet(p)
+    p.set_defaults(func=cmd_ablate, user_errors=MODEL_USER_ERRORS)
 
     p = sub.add_parser("split", help="write the held-out test view (whole sources, chosen by hash)")
     p.add_argument("data_dir")
     p.add_argument("--name", default="test")
     p.add_argument("--fraction", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
-    from flows.cli import add_wait_option
-
     add_wait_option(p)
     p.set_defaults(func=cmd_split)
-
-    from flows.cli_syncnet import add_syncnet_command
 
     add_syncnet_command(sub)

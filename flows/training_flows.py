@@ -201,20 +201,9 @@ def _cached(task_fn, refresh: bool, output: Callable[[dict], str], **options):
 def training_config(config: str, overrides: dict[str, Any] | None, sd15_dir: str | None) -> dict:
     """A preset or YAML configuration with overrides: nested (``{"train": {"num_frames": 2}}``) or dotted
     (``{"train.num_frames": 2}``, like ``fada train-teacher --set``)."""
-    from fada.config import load_config
-    from flows.cli import _merge
+    from fada.config import resolve_config
 
-    nested: dict = {}
-    for key, value in (overrides or {}).items():
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = _merge(node.get(leaf) or {}, value) if isinstance(value, dict) else value
-    resolved = _merge(load_config(config), nested)
-    if sd15_dir:
-        resolved["sd15_dir"] = sd15_dir
-    return resolved
+    return resolve_config(config, overrides or {}, sd15_dir)
 
 
 # --- tasks ------------------------------------------------------------------------------------------------

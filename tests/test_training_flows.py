@@ -110,26 +110,6 @@ def test_prefect_deploy_computes_the_same_parameter_schema_from_source():
         assert all(p.get("description") for p in from_import["properties"].values()), name
 
 
-def test_distill_flow_exposes_the_parameters_of_fada_distill():
-    import argparse
-    import inspect
-
-    from flows.cli_model import add_model_commands
-
-    parser = argparse.ArgumentParser()
-    add_model_commands(parser.add_subparsers())
-    distill = parser._subparsers._group_actions[0].choices["distill"]
-    cli = {a.dest: a for a in distill._actions if a.dest != "help"}
-    flow_params = inspect.signature(training_flows.distill_student_flow.fn).parameters
-    renamed = {"data": "data_dir", "out": "out_dir", "set": "overrides", "quiet": None}
-    assert {renamed.get(d, d) for d in cli} - {None} <= set(flow_params)
-    assert [m.value for m in training_flows.LossMode] == list(cli["loss"].choices)
-    assert [m.value for m in training_flows.CfgVariant] == list(cli["cfg"].choices)
-    assert flow_params["loss"].default.value == cli["loss"].default
-    assert flow_params["cfg"].default.value == cli["cfg"].default
-    assert flow_params["view"].default == cli["view"].default
-
-
 # --- the flows on a temporary Prefect server, with the library calls replaced by stubs ----------------------
 
 

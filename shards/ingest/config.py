@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from filters.config_fields import from_dict
 from filters.extract import ExtractConfig
 from filters.probe import ProbeLimits
 from filters.scoring import ScoringConfig
@@ -42,7 +43,8 @@ class IngestConfig:
         """
         values = dict(values or {})
         own = (("probe", ProbeLimits), ("scoring", ScoringConfig), ("shards", ShardLimits))
-        sections = {name: section_cls(**_checked_section(name, values.pop(name, None) or {}, section_cls)) for name, section_cls in own}
+        sections = {name: from_dict(section_cls, values.pop(name, None), section=f"ingest config section {name!r}")
+                    for name, section_cls in own}
         chunk_s = float(values.pop("chunk_s", 120.0))
         dataset_version = str(values.pop("dataset_version", "v1"))
         return cls(extract=ExtractConfig.from_dict(values), **sections, chunk_s=chunk_s, dataset_version=dataset_version)
@@ -71,11 +73,3 @@ def check_scoring(config: ScoringConfig) -> None:
             load(path)
         except Exception as exc:  # any failure to load is the same user error: this file is not usable weights
             raise IngestInputError(f"{path}: scoring.{name} cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from exc
-
-
-def _checked_section(name: str, values: dict, section_cls: type) -> dict:
-    allowed = set(section_cls.__dataclass_fields__)
-    bad = sorted(set(values) - allowed)
-    if bad:
-        raise ValueError(f"unknown key(s) {bad} in ingest config section {name!r}; allowed: {sorted(allowed)}")
-    return values
