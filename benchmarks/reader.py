@@ -28,13 +28,13 @@ VERSION = "shards/bench"
 def render_clips(folder: Path, n_clips: int = CLIPS, seconds: float = SECONDS, size: int = SIZE) -> list[dict[str, bytes]]:
     """``n_clips`` distinct rendered clips as {mp4, wav, json} payloads (keys filled in when written).
 
-    Each is re-encoded with the ingest stage's own encoder (`shards.media_writer`), so the shards have the
+    Each is re-encoded with the ingest stage's own encoder (`filters.media_writer`), so the shards have the
     same codec settings (keyframe interval included) as shards written by `fada ingest`.
     """
     import av
 
     from filters.synthetic import SpeakerSpec, render_sidecar_audio, render_speaker
-    from shards.media_writer import Mp4Writer
+    from filters.media_writer import Mp4Writer
 
     clips = []
     for seed in range(n_clips):

@@ -1,7 +1,7 @@
 """Scores and profile decisions on real talking heads (``../shared/real/``) and variants with a known defect.
 
 For every clip of ``../shared/real/`` this makes, in a temporary folder, through the project's own writers
-(``shards.media_writer``: H.264 video, 16-bit wav sidecars):
+(``filters.media_writer``: H.264 video, 16-bit wav sidecars):
 
 * ``clean`` — the clip with its own audio;
 * ``audio ±3, ±5, ±10`` — its own audio as a sidecar delayed (+, audio late) or advanced (−) by k frames of
@@ -42,7 +42,7 @@ from filters.face_track import FaceDetector
 from filters.probe import probe_source
 from filters.profiles import load_profile
 from filters.scoring import ClipScorer
-from shards.media_writer import EncodeConfig, Mp4Writer, write_wav
+from filters.media_writer import EncodeConfig, Mp4Writer, write_wav
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 CLIP_FPS = 25.0  # ingest's clip rate: audio shifts are in these frames

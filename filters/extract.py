@@ -31,7 +31,7 @@ from filters.crop import CropConfig, crop_and_resize, crop_box_for_face
 from filters.face_track import FaceDetector, FaceTrackConfig, ShotTracker, TrackedFrame
 from filters.frames import DecodeError, iter_frames
 from filters.scenes import SceneCutDetector
-from shards.media_writer import EncodeConfig, Mp4Writer, write_wav
+from filters.media_writer import EncodeConfig, Mp4Writer, write_wav
 
 CLIP_REJECT_REASONS = ("too_short", "no_face", "multi_face", "decode_error")
 
