@@ -52,7 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shards.atomic import atomic_write_bytes, atomic_write_json, json_safe
+from filters.strict_json import json_safe
+from shards.atomic import atomic_write_bytes, atomic_write_json
 
 REPORT_FILE = "evaluation.json"
 TABLE_FILE = "evaluation.md"

@@ -23,7 +23,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, AssetProperties, materialize
 
-from shards.atomic import json_safe
+from filters.strict_json import json_safe
 
 # A Prefect event carries at most 100 related resources by default (PREFECT_EVENTS_MAXIMUM_RELATED_RESOURCES);
 # an asset with more upstream assets names the first ones and records the count in its metadata.

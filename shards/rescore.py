@@ -32,7 +32,8 @@ from webdataset.tariterators import group_by_keys
 
 from filters.profiles import SYNC_SCORERS
 from filters.scoring import ClipScorer, ScoringConfig
-from shards.atomic import atomic_write_json, json_safe
+from filters.strict_json import json_safe
+from shards.atomic import atomic_write_json
 from shards.catalog import CATALOG_SCHEMA, append_column_part, read_catalog
 from shards.lineage import current_flow_run_id
 from shards.reader import AUDIO_RATE, BadSample, ReaderStats, TarMembers, decode_frames, open_video, parse_audio, parse_record
