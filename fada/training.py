@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fada.audio_encoder import SAMPLES_PER_FRAME
+from filters.media_contract import SAMPLES_PER_FRAME
 
 
 @dataclass

@@ -30,13 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from webdataset.tariterators import group_by_keys
 
+from filters.media_contract import AUDIO_RATE
 from filters.profiles import SYNC_SCORERS
 from filters.scoring import ClipScorer, ScoringConfig
 from filters.strict_json import json_safe
 from shards.atomic import atomic_write_json
 from shards.catalog import CATALOG_SCHEMA, append_column_part, read_catalog
 from shards.lineage import current_flow_run_id
-from shards.reader import AUDIO_RATE, BadSample, ReaderStats, TarMembers, decode_frames, open_video, parse_audio, parse_record
+from shards.reader import BadSample, ReaderStats, TarMembers, decode_frames, open_video, parse_audio, parse_record
 
 SYNC_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "sync_scorer")
 # The catalog columns each scorer fills (DESIGN.md §2); ``sync`` names whichever sync scorer the config builds.

@@ -10,11 +10,11 @@ from fada.metrics.expression import EXPRESSION_FEATURES, expression_distance, ex
 from fada.metrics.image_quality_metric import ImageQualityMetric
 from fada.metrics.sync_metric import SyncMetric
 from filters.clip_data import LandmarkModel
+from filters.media_contract import SAMPLES_PER_FRAME as HOP
 from filters.synthetic import SpeakerSpec
 from tests.clip_factory import make_clip
 from tests.test_sync import _random_model
 
-HOP = 640  # audio samples per frame: 16 kHz / 25 fps
 
 
 def spec(seed: int, **changes) -> SpeakerSpec:
