@@ -163,7 +163,7 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
 
     clip = to_unit_range(torch.cat([batch["motion_frames"], batch["frames"]], 1), device)  # uint8 or [-1, 1]
     batch_size, frames = clip.shape[:2]
-    latents = codec.encode(clip.flatten(0, 1)).view(batch_size, frames, -1, *codec_latent_hw(codec, clip)).to(dtype)
+    latents = codec.encode(clip.flatten(0, 1)).view(batch_size, frames, -1, *codec_latent_hw(codec)).to(dtype)
     motion = batch["motion_frames"].shape[1]
     picks = torch.randint(motion, frames, (batch_size,), generator=generator, device=device)
     reference = latents[torch.arange(batch_size, device=device), picks]
@@ -171,7 +171,7 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
     return latents, reference, audio
 
 
-def codec_latent_hw(codec, clip: torch.Tensor) -> tuple[int, int]:
+def codec_latent_hw(codec) -> tuple[int, int]:
     side = codec.size if codec.kind == "pixel" else codec.size // 8
     return side, side
 

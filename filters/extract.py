@@ -34,8 +34,6 @@ from filters.media_contract import AUDIO_RATE, CLIP_MAX_S, CLIP_MIN_S, FPS
 from filters.scenes import SceneCutDetector
 from filters.media_writer import EncodeConfig, Mp4Writer, write_wav
 
-CLIP_REJECT_REASONS = ("too_short", "no_face", "multi_face", "decode_error")
-
 # (frames (N, S, S, 3) uint8, mono float32 audio, audio rate, clip record) → columns to merge into the record
 ClipScoreFn = Callable[[np.ndarray, np.ndarray, int, dict], dict]
 

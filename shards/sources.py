@@ -8,14 +8,11 @@ A source is identified by the sha256 of its bytes, so a renamed copy is the same
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import fsspec
 import yaml
@@ -164,18 +161,3 @@ def source_sha256(uri: str) -> str:
         for block in iter(lambda: fh.read(HASH_BLOCK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def local_copy(uri: str) -> Iterator[str]:
-    """A local filesystem path for ``uri``: the path itself when local, else a temporary download."""
-    if is_local(uri):
-        yield uri.removeprefix("file://")
-        return
-    suffix = Path(uri.split("?", 1)[0]).suffix
-    with tempfile.TemporaryDirectory(prefix="fada-src-") as tmp_dir:
-        local = Path(tmp_dir) / f"source{suffix}"
-        with fsspec.open(uri, "rb") as src, open(local, "wb") as dst:
-            for block in iter(lambda: src.read(HASH_BLOCK_BYTES), b""):
-                dst.write(block)
-        yield str(local)
