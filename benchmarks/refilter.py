@@ -99,7 +99,7 @@ def old_refilter(data_dir: str, profile_name: str, name: str) -> None:
 
     from shards.atomic import atomic_write_json
     from shards.catalog import catalog_files
-    from shards.views import _summary, view_path
+    from shards.views import selection_summary, view_path
 
     profile = load_profile(profile_name)
     files = [{"file": p.name, "size": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in catalog_files(data_dir)]
@@ -111,7 +111,7 @@ def old_refilter(data_dir: str, profile_name: str, name: str) -> None:
     for shard, key in zip(kept.column("shard").to_pylist(), kept.column("key").to_pylist()):
         by_shard[shard].append(key)
     view = {"name": name, "profile": {"name": profile.name, "dimensions": profile.raw.get("dimensions", {})}, "catalog": snapshot,
-            "shards": dict(by_shard), "summary": _summary(table, keep, reasons),
+            "shards": dict(by_shard), "summary": selection_summary(table, keep, reasons),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     atomic_write_json(view_path(data_dir, name), view)
 

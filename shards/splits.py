@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from shards.atomic import atomic_write_json, read_json
 from shards.catalog import read_catalog
 from shards.lock import writer_lock
-from shards.views import ViewError, _summary, catalog_snapshot, view_path
+from shards.views import ViewError, catalog_snapshot, selection_summary, view_path
 
 
 def source_score(source_id: str, seed: int) -> float:
@@ -138,7 +138,7 @@ def _write_test_view(data_dir: str | os.PathLike, name: str, fraction: float, se
         "split": {"fraction": fraction, "seed": seed, "sources": sorted(sources)},
         "catalog": snapshot,
         "shards": dict(by_shard),
-        "summary": _summary(table, keep, reasons),
+        "summary": selection_summary(table, keep, reasons),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_json(path, view, exclusive=True)
