@@ -10,7 +10,7 @@ from pathlib import Path
 
 def cmd_train_syncnet(args: argparse.Namespace) -> int:
     from flows.cli import parse_overrides
-    from flows.flow_artifacts import loss_curve_png
+    from fada.training_plots import loss_curve_png
     from filters.syncnet_training import LOG_FILE
     from fada.training import read_log
     from shards.syncnet_data import train_syncnet_on_view
