@@ -4,7 +4,8 @@ Every module is parsed with `ast` (nothing is imported), and every import counts
 inside functions (a lazy import is still a dependency). Checked:
 * layers point one way: filters/ imports none of shards/, fada/, flows/; shards/ none of fada/, flows/;
   fada/ not flows/;
-* no import cycles between modules, inside a package or across packages.
+* no import cycles between modules, inside a package or across packages;
+* the package arrows in docs/architecture.md's ``imports`` block are exactly the package-level graph of the code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("filters", "shards", "fada", "flows")  # bottom layer first: a package may import only those before it
+ARCHITECTURE_DOC = REPO / "docs" / "architecture.md"
 
 # Cycles being removed right now by other branches of the issue-16 redesign, as (importer, imported) edges left
 # out of the cycle check. The lead empties this set when merging; an entry whose import is gone fails the test
@@ -116,6 +118,22 @@ def package_arrows(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
     return {(package_of(a), package_of(b)) for a, targets in graph.items() for b in targets if package_of(a) != package_of(b)}
 
 
+def documented_arrows(text: str) -> set[tuple[str, str]]:
+    """The ``A -> B`` lines (A imports B) of the first fenced block tagged ``imports``."""
+    block = re.search(r"^```imports\n(.*?)^```", text, re.S | re.M)
+    if block is None:
+        raise ValueError("no ```imports fenced block")
+    arrows = set()
+    for line in block.group(1).splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            importer, arrow, imported = line.partition("->")
+            if not arrow or not importer.strip() or not imported.strip():
+                raise ValueError(f"not an 'A -> B' arrow: {line!r}")
+            arrows.add((importer.strip(), imported.strip()))
+    return arrows
+
+
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     return import_graph()
@@ -140,8 +158,12 @@ def test_known_pending_imports_still_exist(graph):
     assert gone == [], f"these cycles are fixed: remove {gone} from KNOWN_PENDING"
 
 
+def test_documented_package_arrows_match_the_code(graph):
+    assert documented_arrows(ARCHITECTURE_DOC.read_text()) == package_arrows(graph)
+
+
 def test_checks_catch_new_violations(tmp_path):
-    """A planted upward import and planted cycles (one of them through a lazy import) are found."""
+    """A planted upward import, a planted cycle (one of them a lazy import) and a missing doc arrow are found."""
     for package in PACKAGES:
         (tmp_path / package).mkdir()
         (tmp_path / package / "__init__.py").write_text("")
@@ -155,3 +177,7 @@ def test_checks_catch_new_violations(tmp_path):
     assert upward_imports(planted) == [("shards.c", "fada.d")]
     assert cycles(planted) == [["fada.d", "fada.e", "shards.c"], ["filters.a", "filters.b"]]
     assert package_arrows(planted) == {("shards", "filters"), ("shards", "fada"), ("fada", "shards")}
+    doc = "text\n```imports\nshards -> filters  # storage uses media\nfada -> shards\n```\n"
+    assert documented_arrows(doc) == {("shards", "filters"), ("fada", "shards")} != package_arrows(planted)
+    with pytest.raises(ValueError, match="arrow"):
+        documented_arrows("```imports\nshards <- filters\n```\n")
