@@ -31,8 +31,8 @@ from filters.crop import CropConfig, crop_and_resize, crop_box_for_face
 from filters.face_track import FaceDetector, FaceTrackConfig, ShotTracker, TrackedFrame
 from filters.frames import DecodeError, iter_frames
 from filters.media_contract import AUDIO_RATE, CLIP_MAX_S, CLIP_MIN_S, FPS
-from filters.scenes import SceneCutDetector
 from filters.media_writer import EncodeConfig, Mp4Writer, write_wav
+from filters.scenes import SceneCutDetector
 
 # (frames (N, S, S, 3) uint8, mono float32 audio, audio rate, clip record) → columns to merge into the record
 ClipScoreFn = Callable[[np.ndarray, np.ndarray, int, dict], dict]
