@@ -30,6 +30,7 @@ from fada.codec import PixelCodec  # noqa: E402
 from fada.config import load_config  # noqa: E402
 from fada.model import FadaModel  # noqa: E402
 from fada.pipeline import FadaPipeline  # noqa: E402
+from filters.media_contract import SAMPLES_PER_FRAME  # noqa: E402
 
 CLIP_FRAMES, OUTPUT = 8, 128
 
@@ -46,7 +47,7 @@ def nfe_gflop(model: FadaModel) -> float:
     latents = torch.randn(3, motion + CLIP_FRAMES, 3, 32, 32)
     with torch.no_grad():
         bank = model.encode_reference(torch.randn(3, 3, 32, 32))
-        tokens = model.encode_audio(torch.randn(3, (CLIP_FRAMES + 4) * 640), CLIP_FRAMES)
+        tokens = model.encode_audio(torch.randn(3, (CLIP_FRAMES + 4) * SAMPLES_PER_FRAME), CLIP_FRAMES)
         with FlopCounterMode(display=False) as counter:
             model(latents, torch.full((3,), 500), tokens, bank)
     return counter.get_total_flops() / 1e9

@@ -32,7 +32,7 @@ from filters.face_track import FaceDetector
 from filters.probe import probe_source
 from filters.scoring import ClipScorer
 from filters.synthetic import SpeakerSpec, render_speaker
-from shards.media_writer import EncodeConfig, Mp4Writer
+from filters.media_writer import EncodeConfig, Mp4Writer
 
 
 FAST_PRESET = "superfast"  # the speed/size trade-off users can pick with --set encode.preset=...

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.train_sections import distill_step_benchmark, largest_batch, loader_benchmark  # noqa: E402
 from fada.config import load_config  # noqa: E402
 from fada.model import FadaModel, student_from_teacher  # noqa: E402
+from filters.media_contract import SAMPLES_PER_FRAME  # noqa: E402
 
 SECTIONS = ("train", "distill", "generation", "parts", "loader")
 
@@ -68,7 +69,7 @@ class SilenceStream:
     def frames_audio(self, context, clip):
         rng = np.random.default_rng(0)
         for first in range(0, self.n_frames, clip):
-            yield first, (rng.standard_normal((clip + 2 * context) * 640) * 0.05).astype(np.float32)
+            yield first, (rng.standard_normal((clip + 2 * context) * SAMPLES_PER_FRAME) * 0.05).astype(np.float32)
 
 
 def build(tiny: bool, device, dtype):
@@ -100,7 +101,7 @@ def training_step_benchmark(config, model, codec, device, frames: int, checkpoin
     side = codec.size // 8 if codec.kind == "vae" else codec.size
     motion = model.config.num_motion_frames
     latents = torch.randn(1, motion + frames, model.latent_channels, side, side, device=device)
-    audio = torch.randn(1, (frames + 4) * 640, device=device) * 0.1
+    audio = torch.randn(1, (frames + 4) * SAMPLES_PER_FRAME, device=device) * 0.1
     generator = torch.Generator(device).manual_seed(0)
     precision = "bf16" if device.type == "cuda" else "no"
 
@@ -166,7 +167,7 @@ def parts_benchmark(student, codec, device, dtype, clip_frames: int) -> dict:
     latents = torch.randn(1, motion + clip_frames, student.latent_channels, side, side, device=device, dtype=dtype)
     with torch.no_grad():
         bank = student.encode_reference(latents[:, 0])
-        tokens = student.encode_audio(torch.randn(1, (clip_frames + 4) * 640, device=device, dtype=dtype), clip_frames)
+        tokens = student.encode_audio(torch.randn(1, (clip_frames + 4) * SAMPLES_PER_FRAME, device=device, dtype=dtype), clip_frames)
         scales = (torch.full((1,), 6.5, device=device), torch.full((1,), 2.0, device=device))
         t = torch.tensor([500], device=device)
         nfe = lambda: student(latents, t, tokens, bank, cfg_scales=scales)  # noqa: E731

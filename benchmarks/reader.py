@@ -28,13 +28,14 @@ VERSION = "shards/bench"
 def render_clips(folder: Path, n_clips: int = CLIPS, seconds: float = SECONDS, size: int = SIZE) -> list[dict[str, bytes]]:
     """``n_clips`` distinct rendered clips as {mp4, wav, json} payloads (keys filled in when written).
 
-    Each is re-encoded with the ingest stage's own encoder (`shards.media_writer`), so the shards have the
+    Each is re-encoded with the ingest stage's own encoder (`filters.media_writer`), so the shards have the
     same codec settings (keyframe interval included) as shards written by `fada ingest`.
     """
     import av
 
+    from filters.media_contract import AUDIO_RATE
     from filters.synthetic import SpeakerSpec, render_sidecar_audio, render_speaker
-    from shards.media_writer import Mp4Writer
+    from filters.media_writer import Mp4Writer
 
     clips = []
     for seed in range(n_clips):
@@ -43,7 +44,7 @@ def render_clips(folder: Path, n_clips: int = CLIPS, seconds: float = SECONDS, s
         with av.open(str(folder / f"{seed}-rendered.mp4")) as rendered, Mp4Writer(folder / f"{seed}.mp4", fps=spec.fps, width=size, height=size) as writer:
             for frame in rendered.decode(video=0):
                 writer.write(frame.to_ndarray(format="rgb24"))
-        render_sidecar_audio(spec, folder / f"{seed}.wav", rate=16000, channels=1)
+        render_sidecar_audio(spec, folder / f"{seed}.wav", rate=AUDIO_RATE, channels=1)
         record = {"source_id": f"synthetic{seed}", "n_frames": spec.n_frames, "fps": spec.fps}
         clips.append({"mp4": (folder / f"{seed}.mp4").read_bytes(), "wav": (folder / f"{seed}.wav").read_bytes(),
                       "record": record})

@@ -1,7 +1,7 @@
 """Scores and profile decisions on real talking heads (``../shared/real/``) and variants with a known defect.
 
 For every clip of ``../shared/real/`` this makes, in a temporary folder, through the project's own writers
-(``shards.media_writer``: H.264 video, 16-bit wav sidecars):
+(``filters.media_writer``: H.264 video, 16-bit wav sidecars):
 
 * ``clean`` — the clip with its own audio;
 * ``audio ±3, ±5, ±10`` — its own audio as a sidecar delayed (+, audio late) or advanced (−) by k frames of
@@ -42,11 +42,10 @@ from filters.face_track import FaceDetector
 from filters.probe import probe_source
 from filters.profiles import load_profile
 from filters.scoring import ClipScorer
-from shards.media_writer import EncodeConfig, Mp4Writer, write_wav
+from filters.media_contract import AUDIO_RATE, FPS as CLIP_FPS  # audio shifts are in clip frames
+from filters.media_writer import EncodeConfig, Mp4Writer, write_wav
 
 DEFAULT_REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
-CLIP_FPS = 25.0  # ingest's clip rate: audio shifts are in these frames
-AUDIO_RATE = 16_000
 SHIFTS = (-10, -5, -3, 3, 5, 10)
 BLUR_SIGMA = 2.0
 CRF_HEAVY = 45

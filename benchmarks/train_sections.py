@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from fada.model import student_from_teacher
+from filters.media_contract import SAMPLES_PER_FRAME
 
 
 def free_memory(device) -> None:
@@ -48,7 +49,7 @@ def make_distill_step(teacher, device, *, frames: int, side: int, solver_steps: 
     motion = teacher.config.num_motion_frames
     latents = torch.randn(batch, motion + frames, teacher.latent_channels, side, side, device=device)
     reference = latents[:, motion].clone()
-    audio = torch.randn(batch, (frames + 2 * teacher.audio_context_frames) * 640, device=device) * 0.1
+    audio = torch.randn(batch, (frames + 2 * teacher.audio_context_frames) * SAMPLES_PER_FRAME, device=device) * 0.1
     generator = torch.Generator(device).manual_seed(0)
     precision = "bf16" if device.type == "cuda" else "no"
     count = [0]

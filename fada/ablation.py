@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SAMPLES_PER_FRAME = 640
+from filters.media_contract import SAMPLES_PER_FRAME
 MODES = ("fast", "balanced")
 NOT_RUN = {"nfe": None, "sync_reasons": [], "mse": None, "psnr": None, "sync_c": None, "sync_d": None,
            "sync_scored": "0/0", "sync_reason": "not run: a CFG-distilled student runs in fast mode only"}

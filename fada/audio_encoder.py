@@ -17,9 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16_000
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+from filters.media_contract import AUDIO_RATE, SAMPLES_PER_FRAME
 
 
 def pad_context(audio: torch.Tensor, context_frames: int) -> torch.Tensor:
@@ -64,7 +62,7 @@ class MelAudioEncoder(nn.Module):
         import librosa
 
         self.context_frames, self.n_fft, self.hop = context_frames, n_fft, SAMPLES_PER_FRAME // 4
-        mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=55.0, fmax=7600.0)
+        mel = librosa.filters.mel(sr=AUDIO_RATE, n_fft=n_fft, n_mels=n_mels, fmin=55.0, fmax=7600.0)
         self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.conv = nn.Sequential(

@@ -52,13 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
-from shards.atomic import atomic_write_bytes, atomic_write_json, json_safe
+from filters.media_contract import FPS, SAMPLES_PER_FRAME
+from filters.strict_json import json_safe
+from shards.atomic import atomic_write_bytes, atomic_write_json
 
 REPORT_FILE = "evaluation.json"
 TABLE_FILE = "evaluation.md"
 REPORT_FORMAT = "fada-evaluation/1"
-FPS = 25
-SAMPLES_PER_FRAME = 640
 SKIPPABLE = ("fid", "fvd", "expression", "sync", "iqa")
 NOT_COMPUTED = "not computed"
 UNAVAILABLE = "n/a"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fada.audio_encoder import SAMPLE_RATE, SAMPLES_PER_FRAME
+from filters.media_contract import AUDIO_RATE, FPS, SAMPLES_PER_FRAME
 
 
 class InputError(ValueError):
@@ -73,18 +73,18 @@ class AudioStream:
             self._whole = None
         except Exception:  # a format libsndfile does not read: decode it whole with librosa
             self._whole = self._decode_whole()
-            self.rate, self.channels, self.frames_native = SAMPLE_RATE, 1, len(self._whole)
+            self.rate, self.channels, self.frames_native = AUDIO_RATE, 1, len(self._whole)
         if self.frames_native <= 0:
             raise InputError(f"{path}: the audio is empty")
         self.block_s = block_s
-        self.n_samples = int(round(self.frames_native * SAMPLE_RATE / self.rate))
+        self.n_samples = int(round(self.frames_native * AUDIO_RATE / self.rate))
         self.n_frames = -(-self.n_samples // SAMPLES_PER_FRAME)
 
     def _decode_whole(self) -> np.ndarray:
         import librosa
 
         try:
-            audio, _ = librosa.load(str(self.path), sr=SAMPLE_RATE, mono=True)
+            audio, _ = librosa.load(str(self.path), sr=AUDIO_RATE, mono=True)
         except Exception as exn:
             raise InputError(f"{self.path}: not a readable audio file ({type(exn).__name__}: {exn})") from exn
         return audio.astype(np.float32)
@@ -97,7 +97,7 @@ class AudioStream:
         import soundfile
         from scipy.signal import resample_poly
 
-        ratio = Fraction(SAMPLE_RATE, self.rate).limit_denominator(1000)
+        ratio = Fraction(AUDIO_RATE, self.rate).limit_denominator(1000)
         block, margin = int(self.block_s * self.rate), int(0.05 * self.rate)
         produced = 0
         with soundfile.SoundFile(str(self.path)) as fh:
@@ -147,7 +147,7 @@ class AudioStream:
 class VideoWithAudioWriter:
     """Frames (H, W, 3) uint8 at 25 fps → H.264; ``close(audio)`` muxes 16 kHz mono audio as AAC and renames."""
 
-    def __init__(self, path: str | os.PathLike, size: int, fps: int = 25, crf: int = 18):
+    def __init__(self, path: str | os.PathLike, size: int, fps: int = FPS, crf: int = 18):
         import av
 
         self.path = Path(path)
@@ -157,7 +157,7 @@ class VideoWithAudioWriter:
         self.video = self.container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
         self.video.width = self.video.height = size
         self.video.pix_fmt = "yuv420p"
-        self.audio = self.container.add_stream("aac", rate=SAMPLE_RATE)
+        self.audio = self.container.add_stream("aac", rate=AUDIO_RATE)
         self.audio.layout = "mono"
         self.frames_written = 0
 
@@ -176,9 +176,9 @@ class VideoWithAudioWriter:
             self.container.mux(packet)
         pts = 0
         for block in audio_blocks:
-            for chunk in np.array_split(block, max(1, len(block) // 16_000)):
+            for chunk in np.array_split(block, max(1, len(block) // AUDIO_RATE)):
                 frame = av.AudioFrame.from_ndarray(chunk.astype(np.float32)[None], format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = SAMPLE_RATE, pts
+                frame.sample_rate, frame.pts = AUDIO_RATE, pts
                 pts += len(chunk)
                 for packet in self.audio.encode(frame):
                     self.container.mux(packet)
@@ -206,17 +206,17 @@ class ArrayAudioStream(AudioStream):
     def __init__(self, audio: np.ndarray, name: str = "<in-memory audio>", block_s: float = 30.0):
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
-            raise InputError(f"{name}: audio must be mono (1-D) at {SAMPLE_RATE} Hz, got shape {audio.shape}")
+            raise InputError(f"{name}: audio must be mono (1-D) at {AUDIO_RATE} Hz, got shape {audio.shape}")
         if len(audio) == 0:
             raise InputError(f"{name}: the audio is empty")
         self.path = Path(name)
-        self.rate, self.channels, self.frames_native = SAMPLE_RATE, 1, len(audio)
+        self.rate, self.channels, self.frames_native = AUDIO_RATE, 1, len(audio)
         self._whole = audio
         self.block_s = block_s
         self.n_samples = len(audio)
         self.n_frames = -(-self.n_samples // SAMPLES_PER_FRAME)
 
     def blocks(self):
-        step = max(1, int(self.block_s * SAMPLE_RATE))
+        step = max(1, int(self.block_s * AUDIO_RATE))
         for start in range(0, self.n_samples, step):
             yield self._whole[start:start + step]

@@ -16,9 +16,7 @@ Save and load with diffusers' ``save_pretrained``/``from_pretrained`` (safetenso
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -115,12 +113,6 @@ class FadaModel(ModelMixin, ConfigMixin):
             if unexpected or any(not any(tag in key for tag in new_layers) for key in missing):
                 raise ValueError(f"{unet_dir} does not match this model's UNet: missing {missing[:5]}, "
                                  f"unexpected {unexpected[:5]}")
-
-
-def unet_config_from_sd15(sd15_dir: str | os.PathLike) -> dict:
-    """The UNet config of a local SD1.5 directory (diffusers layout), without diffusers' private keys."""
-    config = json.loads((Path(sd15_dir) / "unet" / "config.json").read_text())
-    return {k: v for k, v in config.items() if not k.startswith("_")}
 
 
 def student_from_teacher(teacher: FadaModel, cfg_variant: str, cfg_num_tokens: int = 4) -> FadaModel:

@@ -16,6 +16,10 @@ import torch
 
 BETA_SCHEDULES = ("linear", "scaled_linear")
 
+# SD1.5's β schedule (DESIGN.md §3 "Noise schedule"), as keyword arguments of diffusers' schedulers: the one
+# definition the teacher's DDPM training, its DDIM sampler, `NoiseSchedule` and `PeRFlowScheduler` all use.
+SD15_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+
 # A continuous t computed in float32 can fall a hair below a multiple of 1/N (0.7 is 0.69999999 in float32);
 # this slack, in units of training steps, keeps such t on the intended index.
 _INDEX_SLACK = 1e-3
@@ -34,10 +38,10 @@ class NoiseSchedule:
 
     def __init__(
         self,
-        num_train_timesteps: int = 1000,
-        beta_start: float = 0.00085,
-        beta_end: float = 0.012,
-        beta_schedule: str = "scaled_linear",
+        num_train_timesteps: int = SD15_SCHEDULE["num_train_timesteps"],
+        beta_start: float = SD15_SCHEDULE["beta_start"],
+        beta_end: float = SD15_SCHEDULE["beta_end"],
+        beta_schedule: str = SD15_SCHEDULE["beta_schedule"],
         set_alpha_to_one: bool = False,
     ):
         if beta_schedule == "linear":

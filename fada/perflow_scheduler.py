@@ -23,7 +23,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin, SchedulerOutput
 
-from fada.noise_schedule import NoiseSchedule
+from fada.noise_schedule import SD15_SCHEDULE, NoiseSchedule
 from fada.perflow import window_end_from_eps
 
 PREDICTION_TYPES = ("ddim_eps",)
@@ -46,10 +46,10 @@ class PeRFlowScheduler(SchedulerMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        num_train_timesteps: int = 1000,
-        beta_start: float = 0.00085,
-        beta_end: float = 0.012,
-        beta_schedule: str = "scaled_linear",
+        num_train_timesteps: int = SD15_SCHEDULE["num_train_timesteps"],
+        beta_start: float = SD15_SCHEDULE["beta_start"],
+        beta_end: float = SD15_SCHEDULE["beta_end"],
+        beta_schedule: str = SD15_SCHEDULE["beta_schedule"],
         set_alpha_to_one: bool = False,
         prediction_type: str = "ddim_eps",
         t_noise: float = 1.0,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from fada.guidance import NFECounter, multi_cfg, split_cfg_batch
+from fada.noise_schedule import SD15_SCHEDULE
 
 MODES = ("teacher", "balanced", "fast")
 MODE_DEFAULTS = {
@@ -58,8 +59,7 @@ def make_scheduler(mode: str):
     if mode == "teacher":
         from diffusers import DDIMScheduler
 
-        return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                             clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+        return DDIMScheduler(**SD15_SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     from fada.perflow_scheduler import PeRFlowScheduler
 
     return PeRFlowScheduler()

@@ -184,7 +184,7 @@ def train_tiny_decoder(data_dir: str | os.PathLike, view: str, vae_path: str | o
 def save_tiny_decoder(tiny, out: str | os.PathLike, summary: dict) -> None:
     """``save_pretrained`` (safetensors + config.json) and ``distill.json`` into a temporary directory beside ``out``,
     then renamed over it, so ``out`` is either the old complete decoder or the new one."""
-    from shards.atomic import json_safe
+    from filters.strict_json import json_safe
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ import torch.nn as nn
 from fada.checkpoint import load_training_state, save_inference_checkpoint, save_training_state, training_states
 from fada.codec import make_codec
 from fada.model import FadaModel
+from fada.noise_schedule import SD15_SCHEDULE
 from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
                            wrap_distributed)
 
@@ -39,8 +40,7 @@ def make_noise_scheduler():
     """SD1.5's training schedule (DESIGN.md §3): 1000 steps, scaled_linear β 0.00085 → 0.012."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                         clip_sample=False)
+    return DDPMScheduler(**SD15_SCHEDULE, clip_sample=False)
 
 
 def drop_masks(batch: int, config: TeacherTrainConfig, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,7 +68,7 @@ class TeacherObjective(nn.Module):
         motion_latents = torch.lerp(reference[:, None].expand_as(latents[:, :motion]), latents[:, :motion],
                                     keep_motion[:, None, None, None, None])
         noise = torch.randn(clean.shape, generator=generator, device=device, dtype=clean.dtype)
-        timesteps = torch.randint(0, 1000, (batch,), generator=generator, device=device)
+        timesteps = torch.randint(0, SD15_SCHEDULE["num_train_timesteps"], (batch,), generator=generator, device=device)
         noisy = self.noise_scheduler.add_noise(clean.flatten(1), noise.flatten(1), timesteps).view_as(clean)
         keep_reference, keep_audio = drop_masks(batch, self.config, generator, device)
         bank = model.encode_reference(reference * keep_reference[:, None, None, None])

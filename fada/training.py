@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from fada.audio_encoder import SAMPLES_PER_FRAME
 from filters.config_fields import from_dict
+from filters.media_contract import SAMPLES_PER_FRAME
 
 
 @dataclass
@@ -160,7 +160,7 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
 
     clip = to_unit_range(torch.cat([batch["motion_frames"], batch["frames"]], 1), device)  # uint8 or [-1, 1]
     batch_size, frames = clip.shape[:2]
-    latents = codec.encode(clip.flatten(0, 1)).view(batch_size, frames, -1, *codec_latent_hw(codec, clip)).to(dtype)
+    latents = codec.encode(clip.flatten(0, 1)).view(batch_size, frames, -1, *codec_latent_hw(codec)).to(dtype)
     motion = batch["motion_frames"].shape[1]
     picks = torch.randint(motion, frames, (batch_size,), generator=generator, device=device)
     reference = latents[torch.arange(batch_size, device=device), picks]
@@ -168,7 +168,7 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
     return latents, reference, audio
 
 
-def codec_latent_hw(codec, clip: torch.Tensor) -> tuple[int, int]:
+def codec_latent_hw(codec) -> tuple[int, int]:
     side = codec.size if codec.kind == "pixel" else codec.size // 8
     return side, side
 

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import soxr
 
-TARGET_RATE = 16_000
+from filters.media_contract import AUDIO_RATE
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def read_audio_segment(
     start_s: float,
     end_s: float,
     *,
-    rate: int = TARGET_RATE,
+    rate: int = AUDIO_RATE,
     origin_s: float | None = None,
 ) -> AudioSegment:
     """Decode ``[start_s, end_s)`` of the file's first audio stream as mono float32 at ``rate``.

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import soundfile
 
+from filters.media_contract import FPS
+
 N_LANDMARKS = 468
 
 
@@ -129,7 +131,7 @@ def clip_from_arrays(frames: np.ndarray, audio: np.ndarray, audio_rate: int, rec
     return ClipData(
         key=record.get("key", ""),
         frames=frames,
-        fps=float(record.get("fps", 25.0)),
+        fps=float(record.get("fps", FPS)),
         audio=audio,
         audio_rate=audio_rate,
         landmarks=landmark_model.landmarks(frames),

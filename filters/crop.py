@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from filters.media_contract import CLIP_SIZE
 from filters.resize import shrink
 
 
 @dataclass(frozen=True)
 class CropConfig:
-    size: int = 512  # output side in pixels
+    size: int = CLIP_SIZE  # output side in pixels
     face_scale: float = 1.8  # crop side / face box side: the face fills 1/1.8 ≈ 0.56 of the frame
     vertical_shift: float = 0.08  # move the crop centre down by this share of its side (keeps the chin and neck)
 

@@ -26,15 +26,14 @@ from typing import Callable
 
 import numpy as np
 
-from filters.audio import TARGET_RATE, AudioSegment, read_audio_segment
+from filters.audio import AudioSegment, read_audio_segment
 from filters.config_fields import from_dict
 from filters.crop import CropConfig, crop_and_resize, crop_box_for_face
 from filters.face_track import FaceDetector, FaceTrackConfig, ShotTracker, TrackedFrame
 from filters.frames import DecodeError, iter_frames
+from filters.media_contract import AUDIO_RATE, CLIP_MAX_S, CLIP_MIN_S, FPS
+from filters.media_writer import EncodeConfig, Mp4Writer, write_wav
 from filters.scenes import SceneCutDetector
-from shards.media_writer import EncodeConfig, Mp4Writer, write_wav
-
-CLIP_REJECT_REASONS = ("too_short", "no_face", "multi_face", "decode_error")
 
 # (frames (N, S, S, 3) uint8, mono float32 audio, audio rate, clip record) → columns to merge into the record
 ClipScoreFn = Callable[[np.ndarray, np.ndarray, int, dict], dict]
@@ -42,9 +41,9 @@ ClipScoreFn = Callable[[np.ndarray, np.ndarray, int, dict], dict]
 
 @dataclass(frozen=True)
 class ClipConfig:
-    min_s: float = 2.0
-    max_s: float = 10.0
-    fps: float = 25.0
+    min_s: float = CLIP_MIN_S
+    max_s: float = CLIP_MAX_S
+    fps: float = float(FPS)
     min_face_ratio: float = 0.5  # share of detector frames that must find a face, else "no_face"
     max_multi_face_ratio: float = 0.2  # share of detector frames allowed a second prominent face, else "multi_face"
 
@@ -63,7 +62,7 @@ class ExtractConfig:
     track: FaceTrackConfig = field(default_factory=FaceTrackConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
-    audio_rate: int = TARGET_RATE
+    audio_rate: int = AUDIO_RATE
     max_frame_side: int = 2048  # larger sources are shrunk on decode (memory and speed); boxes stay in source pixels
 
     def to_dict(self) -> dict:

@@ -14,6 +14,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from filters.media_contract import FPS
 from filters.probe import apply_rotation
 
 
@@ -45,7 +46,7 @@ def iter_frames(
     *,
     start_s: float,
     end_s: float,
-    fps: float = 25.0,
+    fps: float = float(FPS),
     rotation: int = 0,
     decoder_threads: int = 1,
     max_side: int | None = None,

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from filters.clip_data import ClipData, Scorer, clip_from_arrays, load_clip
-from shards.atomic import json_safe
+from filters.strict_json import json_safe
 
 
 @dataclass(frozen=True)

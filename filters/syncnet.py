@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from filters import media_contract
 from filters.clip_data import ClipData
 from filters.sync import MAX_SHIFT_FRAMES, sync_columns
 
@@ -44,7 +45,7 @@ MFCC_STEPS_PER_FRAME = 4  # 100 Hz MFCC / 25 fps
 MFCC_WINDOW_STEPS = 20  # 0.2 s
 N_MFCC = 13
 CROP_SIZE = 224
-SAMPLE_RATE, FPS = 16_000, 25.0  # SyncNet was trained on 16 kHz audio and 25 fps video
+SAMPLE_RATE, FPS = media_contract.AUDIO_RATE, float(media_contract.FPS)  # SyncNet was trained on 16 kHz audio and 25 fps video
 
 
 def _conv_block(conv: nn.Module, channels: int, batch_norm: type[nn.Module], pool: nn.Module | None) -> list:

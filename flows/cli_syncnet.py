@@ -11,7 +11,7 @@ from flows.cli_flow_options import options_from_flow
 
 
 def cmd_train_syncnet(args: argparse.Namespace) -> int:
-    from flows.flow_artifacts import loss_curve_png
+    from fada.training_plots import loss_curve_png
     from filters.config_fields import allowed_paths, apply_overrides
     from filters.syncnet_training import LOG_FILE, SyncNetTrainingConfig
     from fada.training import read_log

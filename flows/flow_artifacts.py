@@ -23,7 +23,8 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.assets import Asset, AssetProperties, materialize
 
-from shards.atomic import json_safe
+from fada.training_plots import loss_curve_png, numeric_columns
+from filters.strict_json import json_safe
 
 # A Prefect event carries at most 100 related resources by default (PREFECT_EVENTS_MAXIMUM_RELATED_RESOURCES);
 # an asset with more upstream assets names the first ones and records the count in its metadata.
@@ -65,7 +66,8 @@ def asset(path_or_uri: str | os.PathLike, name: str | None = None, description: 
     return Asset(key=asset_key(path_or_uri), properties=properties)
 
 
-def _record(metadata: dict) -> dict:
+def annotate_assets(metadata: dict) -> dict:
+    """Attach ``metadata`` to every asset the running task materializes (none outside a materializing task)."""
     from prefect.assets import add_asset_metadata
     from prefect.context import AssetContext
 
@@ -82,7 +84,7 @@ def record_asset_task(label: str, metadata: dict) -> None:
 
     Returns None on purpose: Prefect links a task's result to later tasks by ``id()``, and for a plain dict
     a later, unrelated dict at a recycled address would inherit this task's assets as upstream."""
-    _record(metadata)
+    annotate_assets(metadata)
 
 
 def record_asset(label: str, target: Asset | list[Asset], upstream: Iterable[Asset], metadata: dict | None = None):
@@ -145,56 +147,6 @@ def record_shards(data_dir: str | os.PathLike, shard_names: list[str]) -> list:
 
 
 # --- training artifacts -----------------------------------------------------------------------------------
-
-
-def numeric_columns(rows: list[dict]) -> list[str]:
-    columns: dict[str, None] = {}
-    for row in rows:
-        for key, value in row.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                columns.setdefault(key)
-    return list(columns)
-
-
-def loss_curve_png(rows: list[dict], out_png: str | os.PathLike, title: str) -> Path | None:
-    """The logged scalars against the step (losses on a log scale when positive), one panel per column."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = numeric_columns(rows)
-    if not rows or not columns:
-        return None
-    losses = [c for c in columns if c == "loss" or c.startswith("l_")]
-    others = [c for c in columns if c not in losses]
-    panels = [losses] + [[c] for c in others] if losses else [[c] for c in columns]
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
-    for ax, panel in zip(axes.flat, panels):
-        for column in panel:
-            points = [(r["step"], r[column]) for r in rows if isinstance(r.get(column), (int, float))
-                      and math.isfinite(r[column])]
-            if points:
-                ax.plot(*zip(*points), marker="." if len(points) < 50 else None, label=column)
-        values = [r[c] for r in rows for c in panel if isinstance(r.get(c), (int, float)) and math.isfinite(r[c])]
-        if panel is losses and values and min(values) > 0 and max(values) > 20 * min(values):
-            ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_title(", ".join(panel), fontsize=9)
-        if len(panel) > 1:
-            ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
-    plt.close(fig)
-    return out_png
 
 
 def markdown_image(path: Path, alt: str) -> list[str]:

@@ -21,14 +21,13 @@ and gets a failed task run of its own (``source-…``); the flow still completes
 
 from __future__ import annotations
 
-import base64
 from enum import Enum
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.flow_artifacts import record_shards, record_view
+from flows.flow_artifacts import markdown_image, record_shards, record_view, slug
 from flows.retry_policy import retry_transient
 
 TEST_SPLIT = "test"
@@ -83,7 +82,7 @@ def write_test_split(data_dir: str, name: str, fraction: float, seed: int) -> di
 def publish_split_artifact(view: dict) -> None:
     summary = view["summary"]
     rows = [{"held_out_source": source} for source in view["split"]["sources"]]
-    create_table_artifact(key="split-" + view["name"].lower().replace("_", "-"), table=rows,
+    create_table_artifact(key="split-" + slug(view["name"]), table=rows,
                           description=f"Test split {view['name']}: {summary['kept']} clips of {len(rows)} held-out source(s) "
                                       f"(fraction {view['split']['fraction']}, seed {view['split']['seed']})")
 
@@ -97,15 +96,14 @@ def publish_view_artifacts(data_dir: str, view: dict) -> list[str]:
         return []
 
     summary = view["summary"]
-    artifact_key = "view-" + view["name"].lower().replace("_", "-")
+    artifact_key = "view-" + slug(view["name"])
     rows = [{"group": f"tag:{tag}", "kept": r["kept"], "kept_seconds": round(r["kept_hours"] * 3600, 1), "rejected": r["rejected"]} for tag, r in sorted(summary["per_source_tag"].items())]
     rows += [{"group": f"rejected:{reason}", "kept": 0, "kept_seconds": 0.0, "rejected": r["clips"]} for reason, r in sorted(summary["per_reason"].items())]
     create_table_artifact(key=artifact_key, table=rows, description=f"View {view['name']}: kept {summary['kept']} of {summary['clips']} clips ({summary['kept_hours']:.3f} h)")
     images = score_histograms(data_dir, view, Path(data_dir) / "views" / f"{view['name']}.plots")
     markdown = [f"# Score histograms for view `{view['name']}` (profile {view['profile']['name']})", ""]
     for image in images:
-        encoded = base64.b64encode(image.read_bytes()).decode()
-        markdown += [f"**{image.stem}** — `{image}`", "", f"![{image.stem}](data:image/png;base64,{encoded})", ""]
+        markdown += markdown_image(image, image.stem)
     create_markdown_artifact(key=f"{artifact_key}-histograms", markdown="\n".join(markdown), description=f"histograms for view {view['name']}")
     return [str(p) for p in images]
 
@@ -182,11 +180,11 @@ def preview_view(data_dir: str, profile: str, name: str | None, overrides: dict[
     rows = [{"group": f"dimension:{d}", "passed": t["passed"], "failed": t["failed"]} for d, t in report["per_dimension"].items()]
     rows += [{"group": f"tag:{tag}", "passed": r["kept"], "failed": r["rejected"]} for tag, r in sorted(summary["per_source_tag"].items())]
     rows += [{"group": f"rejected:{reason}", "passed": 0, "failed": r["clips"]} for reason, r in sorted(summary["per_reason"].items())]
-    key = "dry-run-" + name.lower().replace("_", "-")
+    key = "dry-run-" + slug(name)
     create_table_artifact(key=key, table=rows, description=f"Dry run of {profile} (no view written): would keep {summary['kept']} of {summary['clips']} clips")
     markdown = [f"# Dry run of profile `{profile}`: score histograms, thresholds marked", ""]
     for image in map(Path, report["plots"]):
-        markdown += [f"**{image.stem}** — `{image}`", "", f"![{image.stem}](data:image/png;base64,{base64.b64encode(image.read_bytes()).decode()})", ""]
+        markdown += markdown_image(image, image.stem)
     create_markdown_artifact(key=f"{key}-histograms", markdown="\n".join(markdown), description=f"dry-run histograms for {name}")
     return str(folder)
 

@@ -36,7 +36,7 @@ from prefect.assets import materialize
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CacheKeyFnPolicy
 from pydantic import BaseModel, Field, PositiveInt
 
-from flows.flow_artifacts import (_record, artifact_key, asset, checkpoint_asset, checkpoint_dir_asset,
+from flows.flow_artifacts import (annotate_assets, artifact_key, asset, checkpoint_asset, checkpoint_dir_asset,
                                   publish_training_artifacts, view_asset)
 
 
@@ -214,7 +214,7 @@ def train_teacher_task(data_dir: str, view: str, config: dict, steps: int, out_d
     from fada.train_teacher import train_teacher
 
     result = _plain(run_on_gpu(train_teacher, data_dir, view, config, steps, out_dir, device=device, progress=False))
-    _record({"step": result["steps"], "resumed_from": result["resumed_from"], "final_loss": result["final_loss"]})
+    annotate_assets({"step": result["steps"], "resumed_from": result["resumed_from"], "final_loss": result["final_loss"]})
     get_run_logger().info("teacher: %d steps (resumed from %d), last loss %.4f → %s", result["steps"],
                           result["resumed_from"], result["final_loss"], result["checkpoint"])
     return result
@@ -227,7 +227,7 @@ def distill_student_task(data_dir: str, view: str, teacher: str, out_dir: str, o
 
     result = _plain(run_on_gpu(distill_student, data_dir, view, teacher, out_dir, config=overrides, steps=steps,
                                device=device, init_student=init_student, progress=False))
-    _record({"step": result["steps"], "resumed_from": result["resumed_from"], "final_loss": result["final_loss"]})
+    annotate_assets({"step": result["steps"], "resumed_from": result["resumed_from"], "final_loss": result["final_loss"]})
     get_run_logger().info("student: %d steps (resumed from %d), last loss %.4f → %s", result["steps"],
                           result["resumed_from"], result["final_loss"], result["checkpoint"])
     return result
@@ -250,7 +250,7 @@ def generate_task(ckpt: str, mode: str, image: str, audio: str, out: str, device
                   steps: int | None, guidance_reference: float | None, guidance_audio: float | None, seed: int) -> dict:
     result = run_on_gpu(generate_video, ckpt, mode, image, audio, out, device=device, size=size, steps=steps,
                         guidance_reference=guidance_reference, guidance_audio=guidance_audio, seed=seed)
-    _record({k: result.get(k) for k in ("frames", "clips", "nfe_total", "nfe_per_clip", "seconds")})
+    annotate_assets({k: result.get(k) for k in ("frames", "clips", "nfe_total", "nfe_per_clip", "seconds")})
     return result
 
 
@@ -263,7 +263,7 @@ def evaluate_task(data_dir: str, runs: list[tuple[str, str]], out_dir: str, view
     report = run_on_gpu(evaluate, data_dir, runs, out_dir, view=view, fid_weights=fid_weights, fvd_weights=fvd_weights,
                         syncnet_weights=syncnet_weights, skip=tuple(skip), max_clips=max_clips, max_frames=max_frames,
                         seed=seed, device=device, progress=False)
-    _record({"runs": len(report.get("runs", [])), "clips": len(report.get("clips", [])), "complete": report.get("complete")})
+    annotate_assets({"runs": len(report.get("runs", [])), "clips": len(report.get("clips", [])), "complete": report.get("complete")})
     return report
 
 
@@ -481,7 +481,7 @@ def train_sync_expert_task(data_dir: str, view: str, out_dir: str, settings: dic
 
     result = _plain(run_on_gpu(train_syncnet_on_view, data_dir, view, out_dir, settings, held_out=held_out,
                                split_by=split_by, progress=False))
-    _record({"step": result["steps"], "final_loss": result["final_loss"], "split": result["split"], **result["metrics"]})
+    annotate_assets({"step": result["steps"], "final_loss": result["final_loss"], "split": result["split"], **result["metrics"]})
     get_run_logger().info("sync expert: %d steps, held out by %s, in-sync vs shifted accuracy %.3f → %s",
                           result["steps"], result["split"], result["metrics"]["val_acc"], result["checkpoint"])
     return result

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -61,22 +60,6 @@ def atomic_write_bytes(final_path: str | os.PathLike, data: bytes, *, exclusive:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-
-
-def json_safe(value: Any) -> Any:
-    """Strict-JSON form, recursively: NaN/±inf → None, numpy scalars → Python numbers, tuples → lists, and
-    anything else JSON has no type for (paths, enums …) → its ``str``."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalar, without importing numpy
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def atomic_write_json(final_path: str | os.PathLike, obj: Any, *, exclusive: bool = False) -> None:

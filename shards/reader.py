@@ -51,12 +51,9 @@ import torch
 import webdataset as wds
 from webdataset.tariterators import group_by_keys
 
+from filters.media_contract import AUDIO_RATE, FPS, SAMPLES_PER_FRAME
 from shards.shard_writer import SAMPLE_EXTENSIONS
 from shards.tar_members import MAX_MEMBER_BYTES, ReaderStats, TarMembers
-
-AUDIO_RATE = 16_000
-FPS = 25
-SAMPLES_PER_FRAME = AUDIO_RATE // FPS  # 640
 
 
 class BadSample(Exception):

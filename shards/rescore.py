@@ -30,11 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from webdataset.tariterators import group_by_keys
 
+from filters.media_contract import AUDIO_RATE
 from filters.profiles import SYNC_SCORERS
 from filters.scoring import ClipScorer, ScoringConfig
-from shards.atomic import atomic_write_json, json_safe
+from filters.strict_json import json_safe
+from shards.atomic import atomic_write_json
 from shards.catalog import CATALOG_SCHEMA, append_column_part, read_catalog
-from shards.reader import AUDIO_RATE, BadSample, decode_frames, open_video, parse_audio, parse_record
+from shards.reader import BadSample, decode_frames, open_video, parse_audio, parse_record
 from shards.tar_members import ReaderStats, TarMembers
 
 SYNC_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "sync_scorer")

@@ -8,11 +8,9 @@ A source is identified by the sha256 of its bytes, so a renamed copy is the same
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -197,18 +195,3 @@ def identify(uri: str | None, cache_dir: str | os.PathLike) -> tuple[str | None,
         path = uri.removeprefix("file://")
         return source_sha256(path), path
     return fetch_to_cache(uri, cache_dir)
-
-
-@contextlib.contextmanager
-def local_copy(uri: str) -> Iterator[str]:
-    """A local filesystem path for ``uri``: the path itself when local, else a temporary download."""
-    if is_local(uri):
-        yield uri.removeprefix("file://")
-        return
-    suffix = Path(uri.split("?", 1)[0]).suffix
-    with tempfile.TemporaryDirectory(prefix="fada-src-") as tmp_dir:
-        local = Path(tmp_dir) / f"source{suffix}"
-        with fsspec.open(uri, "rb") as src, open(local, "wb") as dst:
-            for block in iter(lambda: src.read(HASH_BLOCK_BYTES), b""):
-                dst.write(block)
-        yield str(local)

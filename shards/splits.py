@@ -25,7 +25,7 @@ from shards.atomic import atomic_write_json, read_json
 from shards.catalog import catalog_files, read_catalog
 from shards.lock import writer_lock
 from shards.split_rule import test_sources
-from shards.views import ViewError, catalog_snapshot, load_split, summarize, view_path
+from shards.views import ViewError, catalog_snapshot, summarize, view_path
 
 
 def _is_held_out(table: pa.Table, sources: set[str]) -> np.ndarray:

@@ -15,8 +15,9 @@ from collections import Counter
 
 import numpy as np
 
+from filters.media_contract import AUDIO_RATE, SAMPLES_PER_FRAME
 from shards.shard_writer import SAMPLE_EXTENSIONS
-from shards.reader import SAMPLES_PER_FRAME, BadSample, ClipWindowDataset, decode_frames, open_video, parse_audio, parse_record
+from shards.reader import BadSample, ClipWindowDataset, decode_frames, open_video, parse_audio, parse_record
 
 
 class ViewClips(ClipWindowDataset):
@@ -45,7 +46,6 @@ def read_sync_clips(data_dir: str | os.PathLike, view: str, crop_size: int, *, p
     from tqdm.auto import tqdm
 
     from filters.clip_data import LandmarkModel, clip_from_arrays
-    from filters.syncnet import SAMPLE_RATE
     from filters.syncnet_training import sync_clip
 
     dataset = ViewClips(data_dir, view)
@@ -54,7 +54,7 @@ def read_sync_clips(data_dir: str | os.PathLike, view: str, crop_size: int, *, p
     total = sum(len(keys) for keys in dataset.keys_by_url.values())
     for item in tqdm(dataset, total=total, desc=f"read view {view}", disable=not progress):
         record = {**item["record"], "key": item["key"]}
-        clip = clip_from_arrays(item["frames"], item["audio"], SAMPLE_RATE, record, landmarks)
+        clip = clip_from_arrays(item["frames"], item["audio"], AUDIO_RATE, record, landmarks)
         try:
             clips.append(sync_clip(clip, crop_size, str(record.get("source_id") or item["key"])))
         except ValueError:  # no face in any frame, or too short for one window

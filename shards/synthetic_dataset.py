@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from filters.media_contract import AUDIO_RATE, FPS, SAMPLES_PER_FRAME
 from filters.synthetic import SpeakerSpec, render_speaker
 
 VERSION = "shards/v1"
@@ -31,8 +32,8 @@ def read_rendered(path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
     top, left = (height - side) // 2, (width - side) // 2
     frames = np.stack([cv2.resize(f[top:top + side, left:left + side], (size, size), interpolation=cv2.INTER_AREA)
                        for f in frames])
-    audio = AudioReader(str(path), sample_rate=16000, mono=True)[:].asnumpy()[0].astype(np.float32)
-    return frames, audio[: len(frames) * 640]
+    audio = AudioReader(str(path), sample_rate=AUDIO_RATE, mono=True)[:].asnumpy()[0].astype(np.float32)
+    return frames, audio[: len(frames) * SAMPLES_PER_FRAME]
 
 
 def encode_mp4(frames: np.ndarray) -> bytes:
@@ -40,7 +41,7 @@ def encode_mp4(frames: np.ndarray) -> bytes:
 
     buffer = io.BytesIO()
     with av.open(buffer, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "18"})
+        stream = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "18"})
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
         for frame in frames:
@@ -53,7 +54,7 @@ def encode_wav(audio: np.ndarray) -> bytes:
     import soundfile
 
     buffer = io.BytesIO()
-    soundfile.write(buffer, audio, 16000, subtype="PCM_16", format="WAV")
+    soundfile.write(buffer, audio, AUDIO_RATE, subtype="PCM_16", format="WAV")
     return buffer.getvalue()
 
 
@@ -69,7 +70,7 @@ def make_speaker_data_dir(root: Path, *, n_clips: int = 3, size: int = 64, durat
             rendered = root / "raw" / f"speaker{seed}.mp4"
             rendered.parent.mkdir(parents=True, exist_ok=True)
             render_speaker(SpeakerSpec(seed=seed, duration_s=duration_s, width=256, height=256, face_scale=0.45,
-                                       audio_rate=16000, audio_channels=1), rendered)
+                                       audio_rate=AUDIO_RATE, audio_channels=1), rendered)
             frames, audio = read_rendered(rendered, size)
             key = f"speaker{seed:03d}"
             record = {"key": key, "source_id": f"src{seed}", "source_tag": "synthetic", "n_frames": len(frames),

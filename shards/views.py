@@ -226,6 +226,7 @@ class _Tally:
 
 
 def summarize(table: pa.Table, keep: np.ndarray, reasons: pa.Array) -> dict:
+    """A view's ``summary`` of the rows ``keep`` selects: clips, kept and hours, per source tag and per reason."""
     tally = _Tally()
     tally.add(table, keep, reasons)
     return tally.summary()

@@ -4,7 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shards.atomic import atomic_write_json, json_safe, read_json
+from filters.strict_json import json_safe
+from shards.atomic import atomic_write_json, read_json
 
 
 def test_json_safe_gives_strict_json():

@@ -15,37 +15,14 @@ from shards.lineage import lookup
 from shards.publish import ShardLimits, publish_clips
 from shards.shard_writer import ShardWriter
 from shards.views import ViewError, refilter, select
-
-GOOD = {"source_prior": 0.9, "source_denied": 0.0, "iqa": 0.93, "sharpness": 100.0, "face_px": 250.0, "exposure_clip": 0.0, "blockiness": 0.02,
-        "sync_scorer": "lip_audio_xcorr", "sync_offset": 0.0, "sync_conf": 0.8, "sync_dist": 0.2, "camera_shake": 0.03,
-        "bg_motion": 0.08, "head_motion": 0.005, "pose_range_deg": 5.0, "single_face_ratio": 1.0, "face_mesh_ratio": 1.0,
-        "speech_ratio": 0.5, "audio_clip_ratio": 0.0, "snr_db": 50.0}
-
-
-def _commit_source(store, index, rng):
-    source_id = f"{index:02d}" + "ab" * 31
-    staging = store.reset_staging(source_id)
-    records = []
-    for clip in range(4):
-        # clip 0 and 1 pass strict; 2 and 3 only lenient (image quality, sync offset and shake get worse)
-        scores = {**GOOD, "iqa": [0.95, 0.9, 0.7, 0.6][clip], "sync_offset": [0.0, 1.0, 2.0, -2.0][clip], "camera_shake": [0.1, 0.3, 0.6, 1.5][clip]}
-        name = f"c00000_{clip:04d}"
-        (staging / f"{name}.mp4").write_bytes(rng.bytes(2000))
-        (staging / f"{name}.wav").write_bytes(rng.bytes(500))
-        records.append({"source_id": source_id, "chunk_index": 0, "start_s": clip * 4.0, "end_s": clip * 4.0 + 4.0, "n_frames": 100,
-                        "fps": 25.0, "status": "ok", "reject_reason": None, "staged_name": name, **scores})
-    records.append({"source_id": source_id, "chunk_index": 0, "start_s": 16.0, "end_s": 17.0, "n_frames": 25, "fps": 25.0,
-                    "status": "rejected", "reject_reason": "too_short"})
-    tag = ["interview", "news", "vlog"][index % 3]
-    store.commit_source(source_id, {"source_uri": f"/videos/{index}.mp4", "source_tag": tag}, records)
-    return source_id
+from tests.datadir_factory import commit_scored_source
 
 
 @pytest.fixture
 def dataset(tmp_path):
     rng = np.random.default_rng(0)
     store = ClipStore(tmp_path)
-    sources = [_commit_source(store, i, rng) for i in range(3)]
+    sources = [commit_scored_source(store, i, rng) for i in range(3)]
     shards = publish_clips(tmp_path, limits=ShardLimits(max_count=4), code_version="abc123", config_hash="cfg1")
     return tmp_path, sources, shards
 
@@ -123,7 +100,7 @@ def test_views_are_named_immutable_and_tighter_is_a_subset(dataset):
 def test_interrupted_publish_leaves_nothing_visible_and_a_rerun_completes(tmp_path):
     rng = np.random.default_rng(1)
     store = ClipStore(tmp_path)
-    sources = [_commit_source(store, i, rng) for i in range(2)]
+    sources = [commit_scored_source(store, i, rng) for i in range(2)]
     victim = store.source_dir(sources[1]) / f"{sources[1][:16]}_00002.mp4"
     payload = victim.read_bytes()
     victim.unlink()  # a member goes missing mid-run: the writer fails on it

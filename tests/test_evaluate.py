@@ -32,7 +32,7 @@ from fada.guidance import NFECounter
 from fada.metrics import MissingWeightsError, inception, video_features
 from fada.metrics.inception import FIDInceptionV3
 from fada.metrics.video_features import R3D18
-from tests.test_metrics_features import _kaiming
+from tests.test_metrics_features import kaiming_init
 
 N_FRAMES = 6  # frames evaluated per clip in the fast tests (max_frames)
 
@@ -71,8 +71,8 @@ def feature_weights(tmp_path_factory):
     """(FID Inception, R3D-18) random-initialised, saved as the published files would be."""
     root = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)
-    torch.save(_kaiming(FIDInceptionV3()).state_dict(), root / inception.WEIGHTS_FILE)
-    torch.save(_kaiming(R3D18()).state_dict(), root / video_features.WEIGHTS_FILE)
+    torch.save(kaiming_init(FIDInceptionV3()).state_dict(), root / inception.WEIGHTS_FILE)
+    torch.save(kaiming_init(R3D18()).state_dict(), root / video_features.WEIGHTS_FILE)
     return root / inception.WEIGHTS_FILE, root / video_features.WEIGHTS_FILE
 
 

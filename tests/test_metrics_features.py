@@ -17,7 +17,7 @@ from fada.metrics.inception import FIDInceptionV3, inception_features, load_fid_
 from fada.metrics.video_features import R3D18, load_r3d18, split_clips
 
 
-def _kaiming(net: nn.Module) -> nn.Module:
+def kaiming_init(net: nn.Module) -> nn.Module:
     for module in net.modules():
         if isinstance(module, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -28,7 +28,7 @@ def _kaiming(net: nn.Module) -> nn.Module:
 def inception_weights(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / inception.WEIGHTS_FILE
-    torch.save(_kaiming(FIDInceptionV3()).state_dict(), path)
+    torch.save(kaiming_init(FIDInceptionV3()).state_dict(), path)
     return path
 
 
@@ -38,7 +38,7 @@ def r3d_weights(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("weights") / "r3d_18.safetensors"
-    save_file(_kaiming(R3D18()).state_dict(), str(path))
+    save_file(kaiming_init(R3D18()).state_dict(), str(path))
     return path
 
 

@@ -10,11 +10,11 @@ from fada.metrics.expression import EXPRESSION_FEATURES, expression_distance, ex
 from fada.metrics.image_quality_metric import ImageQualityMetric
 from fada.metrics.sync_metric import SyncMetric
 from filters.clip_data import LandmarkModel
+from filters.media_contract import SAMPLES_PER_FRAME as HOP
 from filters.synthetic import SpeakerSpec
 from tests.clip_factory import make_clip
-from tests.test_sync import _random_model
+from tests.test_sync import random_syncnet
 
-HOP = 640  # audio samples per frame: 16 kHz / 25 fps
 
 
 def spec(seed: int, **changes) -> SpeakerSpec:
@@ -70,7 +70,7 @@ def test_lagging_audio_shows_in_the_offset_and_the_scores_at_shift_zero(clips, s
 
 
 def test_syncnet_is_used_when_local_weights_are_given(clips, landmark_model, tmp_path):
-    torch.save(_random_model(seed=3).state_dict(), tmp_path / "syncnet_v2.model")
+    torch.save(random_syncnet(seed=3).state_dict(), tmp_path / "syncnet_v2.model")
     metric = SyncMetric(syncnet_weights=str(tmp_path / "syncnet_v2.model"), landmark_model=landmark_model)
     clip = clips["talking"]
     scores = metric.score(clip.frames[:30], clip.audio[:30 * HOP])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fada.audio_encoder import SAMPLES_PER_FRAME, pad_context
+from fada.audio_encoder import pad_context
+from filters.media_contract import SAMPLES_PER_FRAME
 from fada.config import ConfigError, load_config
 from fada.model import FadaModel
 from fada.train_teacher import TeacherObjective, TeacherTrainConfig, build_model

@@ -13,7 +13,7 @@ from tests.prefect_server import REPO, deploy, running_prefect
 from tests.prefect_server import artifact_keys as _artifact_keys
 from tests.prefect_server import asset_events as _asset_events
 from tests.prefect_server import run_and_wait as _run_and_wait
-from tests.test_dataset import _commit_source
+from tests.datadir_factory import commit_scored_source
 
 pytestmark = pytest.mark.slow
 POOL = "test-cpu-pool"
@@ -32,7 +32,7 @@ def data_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     store = ClipStore(data)
     for i in range(3):
-        _commit_source(store, i, np.random.default_rng(i))
+        commit_scored_source(store, i, np.random.default_rng(i))
     publish_clips(data, limits=ShardLimits(max_count=4))
     return data
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from filters.resize import shrink
-from shards.media_writer import EncodeConfig, Mp4Writer
+from filters.media_writer import EncodeConfig, Mp4Writer
 
 
 def _smooth_image(rows, cols, seed=0):

@@ -14,10 +14,10 @@ from shards.publish import ShardLimits, publish_clips
 from shards.reader import ClipWindowDataset, load_view
 from shards.splits import write_test_view
 from shards.views import ViewError, format_view_summary, refilter
-from tests.test_dataset import _commit_source
+from tests.datadir_factory import commit_scored_source
 
 # With fraction 0.2 and seed 3 the rule holds out sources 1 and 5 of the first eight and 11 of the next
-# eight (`_commit_source` ids are f"{i:02d}" + "ab" * 31), so growing the catalog adds a test source.
+# eight (`commit_scored_source` ids are f"{i:02d}" + "ab" * 31), so growing the catalog adds a test source.
 FRACTION, SEED = 0.2, 3
 
 
@@ -68,7 +68,7 @@ def add_sources(data_dir, indices):
     rng = np.random.default_rng(indices[0])
     store = ClipStore(data_dir)
     for index in indices:
-        _commit_source(store, index, rng)
+        commit_scored_source(store, index, rng)
     publish_clips(data_dir, limits=ShardLimits(max_count=6))
 
 

@@ -107,7 +107,7 @@ BATCH_NORMS = [f"{stream}.{i}" for stream in ("netcnnaud", "netcnnlip") for i in
     + ["netfcaud.1", "netfclip.1"]
 
 
-def _random_model(seed):
+def random_syncnet(seed):
     """A random SyncNetModel in eval mode whose batch-norm statistics are random too (so loading them counts)."""
     torch.manual_seed(seed)
     model = SyncNetModel()
@@ -147,7 +147,7 @@ def test_syncnet_shapes():
 
 @pytest.mark.parametrize("suffix", [".model", ".safetensors"])
 def test_syncnet_weights_round_trip(tmp_path, suffix):
-    model = _random_model(seed=1)
+    model = random_syncnet(seed=1)
     path = tmp_path / f"syncnet_v2{suffix}"
     if suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -157,14 +157,14 @@ def test_syncnet_weights_round_trip(tmp_path, suffix):
         torch.save(model.state_dict(), path)
     expected, loaded = _outputs(model), _outputs(load_syncnet(path))
     assert all(torch.equal(a, b) for a, b in zip(expected, loaded))
-    assert not torch.allclose(expected[0], _outputs(_random_model(seed=2))[0])
+    assert not torch.allclose(expected[0], _outputs(random_syncnet(seed=2))[0])
 
 
 def test_syncnet_loads_old_checkpoints_and_rejects_others(tmp_path):
-    state = _random_model(seed=1).state_dict()
+    state = random_syncnet(seed=1).state_dict()
     old = {key: value for key, value in state.items() if not key.endswith("num_batches_tracked")}
     torch.save(old, tmp_path / "old.model")
-    assert torch.equal(_outputs(load_syncnet(tmp_path / "old.model"))[1], _outputs(_random_model(seed=1))[1])
+    assert torch.equal(_outputs(load_syncnet(tmp_path / "old.model"))[1], _outputs(random_syncnet(seed=1))[1])
     torch.save({**state, "extra.weight": torch.zeros(1)}, tmp_path / "other.model")
     with pytest.raises(ValueError, match="extra.weight"):
         load_syncnet(tmp_path / "other.model")
@@ -195,7 +195,7 @@ def test_face_crops_follow_reference_geometry():
 
 
 def test_syncnet_scorer_end_to_end(tmp_path, offset_clips):
-    torch.save(_random_model(seed=3).state_dict(), tmp_path / "syncnet_v2.model")
+    torch.save(random_syncnet(seed=3).state_dict(), tmp_path / "syncnet_v2.model")
     scorer = make_sync_scorer(str(tmp_path / "syncnet_v2.model"))
     assert isinstance(scorer, SyncNetScorer) and (scorer.name, scorer.version) == ("syncnet", "v2")
     clip = offset_clips[0]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from fada.training_plots import loss_curve_png, numeric_columns
 from flows import training_flows
-from flows.flow_artifacts import asset_key, loss_curve_png, numeric_columns, slug
+from flows.flow_artifacts import asset_key, slug
 from flows.training_flows import fingerprint, gpu_task_options, run_on_gpu, training_config
 
 REPO = Path(__file__).resolve().parent.parent

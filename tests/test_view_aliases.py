@@ -14,7 +14,7 @@ from shards.reader import load_view
 from shards.view_aliases import default_view_name, list_aliases, read_alias, refilter_aliased, resolve_view_name, set_alias
 from shards.view_plots import score_histograms
 from shards.views import ViewError, refilter
-from tests.test_dataset import _commit_source
+from tests.datadir_factory import commit_scored_source
 
 
 @pytest.fixture
@@ -22,13 +22,13 @@ def data(tmp_path):
     rng = np.random.default_rng(0)
     store = ClipStore(tmp_path)
     for i in range(2):
-        _commit_source(store, i, rng)
+        commit_scored_source(store, i, rng)
     publish_clips(tmp_path, limits=ShardLimits(max_count=4), code_version="abc", config_hash="cfg")
     return tmp_path
 
 
 def _grow(data, index):
-    _commit_source(ClipStore(data), index, np.random.default_rng(index))
+    commit_scored_source(ClipStore(data), index, np.random.default_rng(index))
     publish_clips(data, limits=ShardLimits(max_count=4), code_version="abc", config_hash="cfg")
 
 

@@ -26,10 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from filters.clip_data import ClipData, LandmarkModel
+from filters.media_contract import AUDIO_RATE, FPS
 from filters.sync import LipAudioSyncScorer, make_sync_scorer, sync_columns
-
-FPS = 25.0
-AUDIO_RATE = 16_000
 
 
 def generated_clip(frames: np.ndarray, audio: np.ndarray, landmark_model: LandmarkModel) -> ClipData:
@@ -40,8 +38,8 @@ def generated_clip(frames: np.ndarray, audio: np.ndarray, landmark_model: Landma
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1:
         raise ValueError(f"audio must be mono (1-D) at {AUDIO_RATE} Hz, got shape {audio.shape}")
-    return ClipData(key="generated", frames=frames, fps=FPS, audio=audio, audio_rate=AUDIO_RATE,
-                    landmarks=landmark_model.landmarks(frames), record={"key": "generated", "fps": FPS})
+    return ClipData(key="generated", frames=frames, fps=float(FPS), audio=audio, audio_rate=AUDIO_RATE,
+                    landmarks=landmark_model.landmarks(frames), record={"key": "generated", "fps": float(FPS)})
 
 
 def distance_curve(scorer, clip: ClipData) -> tuple[np.ndarray, np.ndarray]:

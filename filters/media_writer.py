@@ -10,6 +10,8 @@ import av
 import numpy as np
 import soundfile
 
+from filters.media_contract import FPS
+
 
 @dataclass(frozen=True)
 class EncodeConfig:
@@ -20,7 +22,7 @@ class EncodeConfig:
     # "Encoder settings"). "" = the preset's own; "me=dia" alone keeps veryfast's bitrate.
     x264_params: str | None = "me=dia:subme=1"
     threads: int = 1  # one encoder thread per Ray worker core
-    keyframe_interval: int = 25  # 1 s at 25 fps: a training window decodes from a nearby keyframe
+    keyframe_interval: int = FPS  # 1 s at 25 fps: a training window decodes from a nearby keyframe
 
     def __post_init__(self) -> None:
         if self.x264_params is None:  # `--set encode.x264_params=`: an empty YAML value
