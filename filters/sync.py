@@ -1,13 +1,6 @@
 """Audio-visual sync: how far the audio is shifted against the lips, and how sure we are.
 
-Both scorers fill the same catalog columns (DESIGN.md §2, "The sync scorer"):
-
-* ``sync_offset`` — the shift in frames, audio relative to video, at which audio and lips agree best, in the
-  generator's convention (``filters.synthetic``): ``+k`` means the audio is late, the sound of mouth frame
-  ``f`` is heard at frame ``f + k``. (syncnet_python prints the opposite sign.)
-* ``sync_dist`` — the distance at that shift (Sync-D; lower is better).
-* ``sync_conf`` — the median distance over all shifts minus the distance at the best one (Sync-C).
-* ``sync_scorer`` — the scorer's name; thresholds are per scorer, so a profile must know which one ran.
+Both scorers fill the columns of ``filters.sync_columns`` (DESIGN.md §2, "The sync scorer").
 
 ``LipAudioSyncScorer`` is the weight-free default (version 2): four mouth descriptors from the face mesh
 against 21 log-mel audio features, related per shift by a cross-validated ridge regression, with the
@@ -21,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from filters.clip_data import ClipData
-
-MAX_SHIFT_FRAMES = 15
+from filters.sync_columns import MAX_SHIFT_FRAMES, sync_columns
 
 # Face-mesh landmark pairs (mediapipe's 468-point topology). Inner lips: 13–14 (centre), 82–87 and 312–317
 # (either side); outer lips: 0–17, 37–84, 267–314; mouth corners 61–291; nose base 2 to chin 152 (the jaw);
@@ -33,21 +25,6 @@ MOUTH_CORNERS = (61, 291)
 NOSE_TO_CHIN = (2, 152)
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
 MOUTH_DESCRIPTORS = ("inner_aperture", "outer_aperture", "mouth_width", "jaw_drop")
-
-
-def sync_columns(shifts: np.ndarray, distances: np.ndarray, scorer: str) -> dict:
-    """The catalog columns from one distance per shift (audio shifted late by ``shifts[i]`` frames).
-
-    offset = the shift of least distance, Sync-D = that distance, Sync-C = median distance − Sync-D.
-    """
-    best = int(np.argmin(distances))
-    least = float(distances[best])
-    return {
-        "sync_offset": int(shifts[best]),
-        "sync_dist": least,
-        "sync_conf": float(np.median(distances)) - least,
-        "sync_scorer": scorer,
-    }
 
 
 def _pair_distance(points: np.ndarray, pairs) -> np.ndarray:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from filters.clip_data import ClipData, LandmarkModel
-from filters.sync import LipAudioSyncScorer, make_sync_scorer, sync_columns
+from filters.sync import LipAudioSyncScorer, make_sync_scorer
+from filters.sync_columns import sync_columns
 
 FPS = 25.0
 AUDIO_RATE = 16_000
