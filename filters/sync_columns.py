@@ -4,7 +4,9 @@
   generator's convention (``filters.synthetic``): ``+k`` means the audio is late, the sound of mouth frame
   ``f`` is heard at frame ``f + k``. (syncnet_python prints the opposite sign.)
 * ``sync_dist`` — the distance at that shift (Sync-D; lower is better).
-* ``sync_conf`` — the median distance over all shifts minus the distance at the best one (Sync-C).
+* ``sync_conf`` — how far the best shift stands out: SyncNet's Sync-C, the median distance over all shifts
+  minus the distance at the best one (``sync_columns``); the weight-free scorer's own contrast against the
+  shifts away from its peak (``filters.sync``). Each scorer has its own scale and thresholds.
 * ``sync_scorer`` — the scorer's name; thresholds are per scorer, so a profile must know which one ran.
 
 Shared by the weight-free scorer (``filters.sync``) and SyncNet (``filters.syncnet``), which search the same
