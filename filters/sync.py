@@ -131,7 +131,8 @@ class LipAudioSyncScorer:
     frame, a photo) has no sync evidence: conf 0, dist 1, offset missing (NaN). The scorer raises ValueError,
     recorded in ``score_errors``, instead of guessing when the face is lost in more than ``max_face_lost`` of
     the frames, when under ``min_speech_ratio`` of the audio is voiced speech (``filters.face_audio``), or
-    when a shift has under ``min_overlap_s`` of frames with landmarks.
+    when a shift has under ``min_overlap_s`` of frames with landmarks — the shared frames included, so a
+    clip needs 2 · ``max_shift`` frames + ``min_overlap_s`` (2.2 s at 25 fps) to be scored.
 
     Measured on ``../shared/real/`` and the generated speakers: docs/quality.md ("The sync scorer on real
     footage").
