@@ -51,7 +51,7 @@ BLUR_SIGMA = 2.0
 CRF_HEAVY = 45
 SHAKE_PX = 8
 SHUFFLE_S = 0.04
-SCORE_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "iqa", "sharpness", "face_px", "blockiness", "camera_shake",
+SCORE_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "iqa", "sharpness", "reblur_ratio", "face_px", "blockiness", "camera_shake",
                  "bg_motion", "head_motion", "pose_range_deg", "face_mesh_ratio", "speech_ratio", "snr_db")
 PROFILES = ("strict", "lenient")
 

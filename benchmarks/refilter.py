@@ -58,7 +58,7 @@ def synthetic_catalog(n: int, seed: int = 0, first: int = 0) -> pa.Table:
         "status": np.where(status_ok, "ok", "rejected"),
         "reject_reason": np.where(status_ok, None, reasons[rng.integers(0, len(reasons), n)]),
         "source_prior": rng.choice([0.9, 0.85, 0.7, 0.4, 0.5], n), "source_denied": np.zeros(n),
-        "iqa": rng.beta(8, 2, n), "sharpness": rng.gamma(4, 50, n), "face_px": rng.normal(260, 60, n),
+        "iqa": rng.beta(8, 2, n), "sharpness": rng.gamma(4, 50, n), "reblur_ratio": rng.beta(2, 10, n), "face_px": rng.normal(260, 60, n),
         "exposure_clip": rng.exponential(0.01, n), "blockiness": rng.exponential(0.1, n),
         "sync_offset": np.round(rng.normal(0, 2, n)), "sync_conf": rng.normal(0.65, 0.15, n), "sync_dist": rng.uniform(0.1, 0.6, n),
         "sync_scorer": np.full(n, "lip_audio_xcorr"), "bg_motion": rng.exponential(0.3, n), "camera_shake": rng.exponential(0.2, n),

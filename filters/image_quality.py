@@ -7,12 +7,16 @@ crop puts the face (``filters.crop.CropConfig``: side ``size / face_scale``, cen
 ``vertical_shift × size``) and the face the disc inscribed in it. Per-frame values are pooled over the
 sampled frames with the median (exposure: the mean).
 
-Terms (column names are DESIGN.md §2 plus ``noise`` and ``blockiness``):
+Terms (column names are DESIGN.md §2 plus ``noise``, ``blockiness`` and ``reblur_ratio``):
 
 * ``sharpness`` = Var(∇²R) over the face, where R is the box resampled to ``FACE_SIZE``² (area averaging
   when shrinking, bilinear when growing), so faces of any size are compared at one scale, and ∇² the 3×3
   Laplacian [[0,1,0],[1,-4,1],[0,1,0]]. Pixel noise adds to it (≈ 20·σ² for white noise of std σ in R),
   which is why ``noise`` is a separate term.
+* ``reblur_ratio`` = Var(∇²(G_σ ⊛ R)) / Var(∇²R) over the face, σ = ``REBLUR_SIGMA``: how much of the
+  face's fine detail survives a further Gaussian blur (the idea of Crété et al. 2007, "The blur effect"). A sharp face loses most of it (small ratio), an already blurred one little (the ratio rises toward
+  1), whatever the face's contrast and texture — unlike ``sharpness``, which a very detailed face keeps
+  high when blurred. Pixel noise lowers it, like ``sharpness``.
 * ``face_px``: the median face box side in source pixels, from the clip's record (ingestion measured it).
 * ``exposure_clip`` = share of face pixels with luma ≤ ``CLIP_DARK`` or ≥ ``CLIP_BRIGHT``.
 * ``noise`` = σ̂, Immerkær's fast noise estimate (1996) restricted to flat skin: the residual r = I ⊛ K with
@@ -78,6 +82,7 @@ INTERIOR_GAP_PX = 2  # differences this close to a block edge count as neither e
 MIN_REGION_PX = 2 * BLOCK_PX  # a face box is never smaller than two blocks
 
 # Combined score: half-points h of good()/bad() and weights (sum 1).
+REBLUR_SIGMA = 1.0  # px at FACE_SIZE
 SHARPNESS_HALF = 40.0  # Var(∇²) at FACE_SIZE; the clean synthetic face gives ~230, blur σ = 2 / 4 px ~70 / 17
 FACE_PX_HALF = 64.0  # source pixels; a 256 px face gives 0.94
 EXPOSURE_HALF = 0.05  # 5 % clipped face pixels halves the exposure quality
@@ -158,6 +163,15 @@ def laplacian_variance(luma: np.ndarray, mask: np.ndarray) -> float:
     return float(cv2.Laplacian(luma.astype(np.float32), cv2.CV_32F, ksize=1)[mask].var())
 
 
+def reblur_ratio(luma: np.ndarray, mask: np.ndarray, sigma: float = REBLUR_SIGMA) -> float:
+    """Var(∇²) of ``luma`` blurred by ``sigma`` over Var(∇²) of ``luma``, on ``mask`` (module docstring)."""
+    image = luma.astype(np.float32)
+    detail = laplacian_variance(image, mask)
+    if detail <= 0.0:
+        return 1.0  # a flat face: nothing a blur could remove
+    return laplacian_variance(cv2.GaussianBlur(image, (0, 0), sigma), mask) / detail
+
+
 def noise_sigma(luma: np.ndarray, mask: np.ndarray) -> float:
     """Immerkær's noise std (module docstring) over the flattest part of ``mask``, in ``luma``'s units."""
     image = luma.astype(np.float32)
@@ -225,13 +239,14 @@ def block_grids(clip: ClipData, index: int) -> list[tuple[BlockGrid, BlockGrid]]
 
 
 class ImageQualityScorer:
-    """Hand-crafted face image quality; columns ``iqa, sharpness, face_px, exposure_clip, noise, blockiness``.
+    """Hand-crafted face image quality; columns ``iqa, sharpness, reblur_ratio, face_px, exposure_clip, noise,
+    blockiness``. Version 2 added ``reblur_ratio``.
 
     ``face_px`` (and so ``iqa``) is NaN when the clip's record lacks ``face_px``.
     """
 
     name = "iqa"
-    version = "1"
+    version = "2"
 
     def __init__(self, frame_step: int = FRAME_STEP):
         if frame_step < 1:
@@ -240,13 +255,14 @@ class ImageQualityScorer:
 
     def score(self, clip: ClipData) -> dict[str, float]:
         indices = np.arange(0, clip.n_frames, self.frame_step)
-        sharpness, clipped, noise, blocks = [], [], [], []
+        sharpness, reblurred, clipped, noise, blocks = [], [], [], [], []
         for index, region in zip(indices, face_regions(clip, indices)):
             x0, y0, x1, y1 = region.box
             luma = cv2.cvtColor(clip.frames[index, y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
             clipped.append(np.mean((luma[region.mask] <= CLIP_DARK) | (luma[region.mask] >= CLIP_BRIGHT)))
             face, face_mask = face_scale(luma, region.mask)
             sharpness.append(laplacian_variance(face, face_mask))
+            reblurred.append(reblur_ratio(face, face_mask))
             noise.append(noise_sigma(face, face_mask))
             blocks.append(blockiness(luma, x0, y0, block_grids(clip, index)))
         scores = {
@@ -256,7 +272,7 @@ class ImageQualityScorer:
             "noise": float(np.median(noise)),
             "blockiness": float(np.median(blocks)),
         }
-        return {"iqa": combined_iqa(**scores), **scores}
+        return {"iqa": combined_iqa(**scores), "reblur_ratio": float(np.median(reblurred)), **scores}
 
 
 # --- Learned IQA plug-in ----------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ PROFILE_DIR = Path(__file__).parent / "profiles"
 
 DIMENSION_COLUMNS: dict[str, tuple[str, ...]] = {
     "source": ("source_prior", "source_denied"),
-    "image_quality": ("iqa", "iqa_learned", "sharpness", "face_px", "exposure_clip", "noise", "blockiness"),
+    "image_quality": ("iqa", "iqa_learned", "sharpness", "reblur_ratio", "face_px", "exposure_clip", "noise", "blockiness"),
     "background": ("camera_shake", "bg_motion", "bg_share"),
     "movement": ("head_motion", "pose_range_deg", "head_speed_deg_s"),
     "face_audio": ("single_face_ratio", "face_mesh_ratio", "speech_ratio", "audio_clip_ratio", "snr_db"),

@@ -1,17 +1,11 @@
 """Audio-visual sync: how far the audio is shifted against the lips, and how sure we are.
 
-Both scorers fill the same catalog columns (DESIGN.md §2, "The sync scorer"):
+Both scorers fill the columns of ``filters.sync_columns`` (DESIGN.md §2, "The sync scorer").
 
-* ``sync_offset`` — the shift in frames, audio relative to video, at which audio and lips agree best, in the
-  generator's convention (``filters.synthetic``): ``+k`` means the audio is late, the sound of mouth frame
-  ``f`` is heard at frame ``f + k``. (syncnet_python prints the opposite sign.)
-* ``sync_dist`` — the distance at that shift (Sync-D; lower is better).
-* ``sync_conf`` — the median distance over all shifts minus the distance at the best one (Sync-C).
-* ``sync_scorer`` — the scorer's name; thresholds are per scorer, so a profile must know which one ran.
-
-``LipAudioSyncScorer`` is the weight-free default (version 2): four mouth descriptors from the face mesh
-against 21 log-mel audio features, related per shift by a cross-validated ridge regression, with the
-confidence measured against the other shifts (details in its docstring). ``filters.syncnet.SyncNetScorer``
+``LipAudioSyncScorer`` is the weight-free default (version 3): four mouth descriptors from the face mesh
+against 21 log-mel audio features, related per shift by a cross-validated ridge regression, the offset read
+on the frames every shift shares, the confidence measured against the shifts away from the peak (details
+in its docstring). ``filters.syncnet.SyncNetScorer``
 is SyncNet with ``syncnet_v2.model`` weights (public or trained by ``fada train-syncnet``) from a local path.
 ``make_sync_scorer`` picks one. Neither applies thresholds.
 """
@@ -21,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from filters.clip_data import ClipData
-
-MAX_SHIFT_FRAMES = 15
+from filters.sync_columns import MAX_SHIFT_FRAMES
 
 # Face-mesh landmark pairs (mediapipe's 468-point topology). Inner lips: 13–14 (centre), 82–87 and 312–317
 # (either side); outer lips: 0–17, 37–84, 267–314; mouth corners 61–291; nose base 2 to chin 152 (the jaw);
@@ -33,21 +26,6 @@ MOUTH_CORNERS = (61, 291)
 NOSE_TO_CHIN = (2, 152)
 RIGHT_EYE_OUTER, LEFT_EYE_OUTER = 33, 263
 MOUTH_DESCRIPTORS = ("inner_aperture", "outer_aperture", "mouth_width", "jaw_drop")
-
-
-def sync_columns(shifts: np.ndarray, distances: np.ndarray, scorer: str) -> dict:
-    """The catalog columns from one distance per shift (audio shifted late by ``shifts[i]`` frames).
-
-    offset = the shift of least distance, Sync-D = that distance, Sync-C = median distance − Sync-D.
-    """
-    best = int(np.argmin(distances))
-    least = float(distances[best])
-    return {
-        "sync_offset": int(shifts[best]),
-        "sync_dist": least,
-        "sync_conf": float(np.median(distances)) - least,
-        "sync_scorer": scorer,
-    }
 
 
 def _pair_distance(points: np.ndarray, pairs) -> np.ndarray:
@@ -133,30 +111,39 @@ class LipAudioSyncScorer:
        ``floor_db`` below the clip's peak (``frame_log_mel``).
     3. Both high-passed with a ``highpass_s`` moving average, so slow drifts (head pitch, level changes)
        do not count.
-    4. For each shift s (audio late by s), over the frames f where both f and f + s are in the clip:
-       r(s) = ``predicted_correlation`` of mouth[f] from audio[f + s] (a ridge regression, cross-validated
-       over ``folds`` blocks — a multivariate correlation that, out of sample, is near 0 for unrelated audio).
-    5. Distance per shift = 1 − r; the columns follow ``sync_columns`` as SyncNet's do: ``sync_offset`` =
-       the shift of largest r, ``sync_dist`` = 1 − r there, ``sync_conf`` = r there − the median r over all
-       shifts (Sync-C). On ``../shared/real/`` this separated talking faces from mismatched and shuffled
-       audio better than a z-score of the peak against the other shifts (docs/quality.md).
+    4. For each shift s (audio late by s): r(s) = ``predicted_correlation`` of mouth[f] from audio[f + s]
+       (a ridge regression, cross-validated over ``folds`` blocks — a multivariate correlation that, out of
+       sample, is near 0 for unrelated audio), computed twice: over every frame f where both f and f + s are
+       in the clip (r_all), and over the frames ``max_shift ≤ f < N − max_shift`` that every shift shares
+       (r_common).
+    5. ``sync_offset`` = the shift of largest r_common: every shift is judged on the same mouth frames. On
+       r_all each shift sees other frames at the clip's ends, and a mouth that is still there paired with
+       silence (the padding of a delayed track, a pause before speech) agrees at whichever shifts pair them:
+       speaker_4 with its audio 10 frames late peaked at −6 (r 0.41) instead of +9 (0.39).
+       ``sync_dist`` = 1 − r_all at the offset. ``sync_conf`` = r_all at the offset − the largest r_all
+       more than ``sidelobe_gap`` frames away from it: how far the peak stands above the best alternative
+       alignment (a peak-to-sidelobe contrast). Measured on ``../shared/real/`` and the generated speakers
+       (docs/quality.md), it separated talking faces from mismatched and shuffled audio with a wider margin
+       than Sync-C (r at the peak − the median r, version 2) or a z-score of the peak against the other shifts;
+       a mismatched track's peak rarely stands far above its second-best lag.
 
     A mouth that does not move (std of the high-passed inner aperture under ``min_mouth_motion``: a frozen
     frame, a photo) has no sync evidence: conf 0, dist 1, offset missing (NaN). The scorer raises ValueError,
     recorded in ``score_errors``, instead of guessing when the face is lost in more than ``max_face_lost`` of
     the frames, when under ``min_speech_ratio`` of the audio is voiced speech (``filters.face_audio``), or
-    when a shift has under ``min_overlap_s`` of frames with landmarks.
+    when a shift has under ``min_overlap_s`` of frames with landmarks — the shared frames included, so a
+    clip needs 2 · ``max_shift`` frames + ``min_overlap_s`` (2.2 s at 25 fps) to be scored.
 
     Measured on ``../shared/real/`` and the generated speakers: docs/quality.md ("The sync scorer on real
     footage").
     """
 
     name = "lip_audio_xcorr"
-    version = "2"
+    version = "3"
 
     def __init__(self, max_shift: int = MAX_SHIFT_FRAMES, n_mels: int = 20, band_hz: tuple[float, float] = (80.0, 7600.0),
                  floor_db: float = 50.0, highpass_s: float = 1.0, ridge: float = 0.1, folds: int = 5,
-                 min_mouth_motion: float = 0.004, max_face_lost: float = 0.2,
+                 sidelobe_gap: int = 3, min_mouth_motion: float = 0.004, max_face_lost: float = 0.2,
                  min_speech_ratio: float = 0.1, min_overlap_s: float = 1.0):
         self.max_shift = max_shift
         self.n_mels = n_mels
@@ -165,6 +152,7 @@ class LipAudioSyncScorer:
         self.highpass_s = highpass_s
         self.ridge = ridge
         self.folds = folds
+        self.sidelobe_gap = sidelobe_gap
         self.min_mouth_motion = min_mouth_motion
         self.max_face_lost = max_face_lost
         self.min_speech_ratio = min_speech_ratio
@@ -192,39 +180,51 @@ class LipAudioSyncScorer:
         window = max(3, int(round(self.highpass_s * clip.fps)) | 1)
         return highpass(mouth, window), highpass(audio, window), valid
 
-    def correlations(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray] | None:
-        """(shifts, r at each shift), or None when the mouth does not move."""
+    def correlations(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(shifts, r_all, r_common) at each shift (class docstring, step 4), or None when the mouth does
+        not move."""
         mouth, audio, valid = self.features(clip)
         if mouth[valid, 0].std() < self.min_mouth_motion:
             return None
         n = clip.n_frames
         min_overlap = int(np.ceil(self.min_overlap_s * clip.fps))
         shifts = np.arange(-self.max_shift, self.max_shift + 1)
-        out = np.empty(len(shifts))
+        shared = np.arange(self.max_shift, n - self.max_shift)
+        shared = shared[valid[shared]]
+        r_all, r_common = np.empty(len(shifts)), np.empty(len(shifts))
         for index, shift in enumerate(shifts):
             frames = np.arange(max(0, -shift), min(n, n - shift))
             frames = frames[valid[frames]]
-            if len(frames) < max(min_overlap, 2 * self.folds):
-                raise ValueError(f"only {len(frames)} usable frames at shift {shift:+d} (need {min_overlap}); "
-                                 f"{int(valid.sum())} of {n} frames have face landmarks")
-            out[index] = predicted_correlation(audio[frames + shift], mouth[frames], self.ridge, self.folds)
-        return shifts, out
+            for used in (frames, shared):
+                if len(used) < max(min_overlap, 2 * self.folds):
+                    raise ValueError(f"only {len(used)} usable frames at shift {shift:+d} (need {min_overlap}); "
+                                     f"{int(valid.sum())} of {n} frames have face landmarks")
+            r_all[index] = predicted_correlation(audio[frames + shift], mouth[frames], self.ridge, self.folds)
+            r_common[index] = predicted_correlation(audio[shared + shift], mouth[shared], self.ridge, self.folds)
+        return shifts, r_all, r_common
 
     def distances(self, clip: ClipData) -> tuple[np.ndarray, np.ndarray]:
-        """(shifts, 1 − r at each shift); all 1 when the mouth does not move."""
+        """(shifts, 1 − r_all at each shift); all 1 when the mouth does not move."""
         found = self.correlations(clip)
         if found is None:
             shifts = np.arange(-self.max_shift, self.max_shift + 1)
             return shifts, np.ones(len(shifts))
-        shifts, correlations = found
-        return shifts, 1.0 - correlations
+        shifts, r_all, _ = found
+        return shifts, 1.0 - r_all
 
     def score(self, clip: ClipData) -> dict:
         found = self.correlations(clip)
         if found is None:
             return {"sync_offset": float("nan"), "sync_dist": 1.0, "sync_conf": 0.0, "sync_scorer": self.name}
-        shifts, correlations = found
-        return sync_columns(shifts, 1.0 - correlations, self.name)
+        shifts, r_all, r_common = found
+        peak = int(np.argmax(r_common))
+        away = np.abs(shifts - shifts[peak]) > self.sidelobe_gap
+        return {
+            "sync_offset": int(shifts[peak]),
+            "sync_dist": 1.0 - float(r_all[peak]),
+            "sync_conf": float(r_all[peak] - r_all[away].max()),
+            "sync_scorer": self.name,
+        }
 
 
 def make_sync_scorer(weights_path: str | None = None, device: str = "cpu"):

@@ -12,7 +12,7 @@ state dict loads unchanged from a local path (it cannot be downloaded here). Two
 frame f (frames f..f+4 against MFCC steps 4f..4f+19), Euclidean distances between the video embedding of
 window f and the audio embedding of window f+s for s in ±15 (audio beyond the clip counts as a zero
 embedding, as in the reference, so Sync-C stays comparable with published thresholds), mean over f, then
-the columns of ``filters.sync.sync_columns``. MFCCs are computed as ``python_speech_features.mfcc`` does
+the columns of ``filters.sync_columns.sync_columns``. MFCCs are computed as ``python_speech_features.mfcc`` does
 with its defaults on int16-scaled samples (what the reference feeds it); face crops follow the reference
 pipeline's geometry (``crop_scale`` 0.4) around a face box taken from the face-mesh landmarks.
 
@@ -37,7 +37,7 @@ from torch import nn
 
 from filters import media_contract
 from filters.clip_data import ClipData
-from filters.sync import MAX_SHIFT_FRAMES, sync_columns
+from filters.sync_columns import MAX_SHIFT_FRAMES, sync_columns
 
 WINDOW_FRAMES = 5  # video frames per window: 0.2 s at 25 fps
 MFCC_RATE_HZ = 100

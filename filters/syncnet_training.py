@@ -34,7 +34,7 @@ from torch import nn
 
 from filters.clip_data import ClipData
 from filters.config_fields import check_keys, from_dict
-from filters.sync import MAX_SHIFT_FRAMES
+from filters.sync_columns import MAX_SHIFT_FRAMES
 from filters.syncnet import (MFCC_STEPS_PER_FRAME, MFCC_WINDOW_STEPS, WINDOW_FRAMES, SyncNetModel, clip_inputs,
                              embed_windows, save_syncnet, shifted_distances, window_tensors)
 

@@ -46,6 +46,7 @@ CATALOG_SCHEMA = pa.schema(
         ("iqa", pa.float32()),
         ("iqa_learned", pa.float32()),
         ("sharpness", pa.float32()),
+        ("reblur_ratio", pa.float32()),
         ("face_px", pa.float32()),
         ("exposure_clip", pa.float32()),
         ("noise", pa.float32()),

@@ -43,7 +43,7 @@ SYNC_COLUMNS = ("sync_offset", "sync_conf", "sync_dist", "sync_scorer")
 # The catalog columns each scorer fills (DESIGN.md §2); ``sync`` names whichever sync scorer the config builds.
 SCORER_COLUMNS: dict[str, tuple[str, ...]] = {
     "source_prior": ("source_prior", "source_denied"),
-    "iqa": ("iqa", "sharpness", "face_px", "exposure_clip", "noise", "blockiness"),
+    "iqa": ("iqa", "sharpness", "reblur_ratio", "face_px", "exposure_clip", "noise", "blockiness"),
     "iqa_learned": ("iqa_learned",),
     "sync": SYNC_COLUMNS,
     **{name: SYNC_COLUMNS for name in SYNC_SCORERS},

@@ -18,7 +18,7 @@ from shards.publish import ShardLimits, publish_clips
 
 REPO = Path(__file__).resolve().parent.parent
 
-GOOD_SCORES = {"source_prior": 0.9, "source_denied": 0.0, "iqa": 0.93, "sharpness": 100.0, "face_px": 250.0, "exposure_clip": 0.0,
+GOOD_SCORES = {"source_prior": 0.9, "source_denied": 0.0, "iqa": 0.93, "sharpness": 100.0, "reblur_ratio": 0.15, "face_px": 250.0, "exposure_clip": 0.0,
                "blockiness": 0.02, "sync_scorer": "lip_audio_xcorr", "sync_offset": 0.0, "sync_conf": 0.8, "sync_dist": 0.2, "camera_shake": 0.03,
                "bg_motion": 0.08, "head_motion": 0.005, "pose_range_deg": 5.0, "single_face_ratio": 1.0, "face_mesh_ratio": 1.0,
                "speech_ratio": 0.5, "audio_clip_ratio": 0.0, "snr_db": 50.0}

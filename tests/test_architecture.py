@@ -20,13 +20,6 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("filters", "shards", "fada", "flows")  # bottom layer first: a package may import only those before it
 ARCHITECTURE_DOC = REPO / "docs" / "architecture.md"
 
-# Cycles being removed right now by other branches of the issue-16 redesign, as (importer, imported) edges left
-# out of the cycle check. The lead empties this set when merging; an entry whose import is gone fails the test
-# below, so the set cannot go stale. Never add to it: fix the cycle instead.
-KNOWN_PENDING = {
-    ("filters.sync", "filters.syncnet"), ("filters.syncnet", "filters.sync"),  # syncreal branch
-}
-
 
 def module_name(path: Path, root: Path = REPO) -> str:
     parts = path.relative_to(root).with_suffix("").parts
@@ -144,13 +137,7 @@ def test_layers_point_one_way(graph):
 
 
 def test_no_import_cycles(graph):
-    pending = {a: targets - {b for x, b in KNOWN_PENDING if x == a} for a, targets in graph.items()}
-    assert cycles(pending) == []
-
-
-def test_known_pending_imports_still_exist(graph):
-    gone = sorted((a, b) for a, b in KNOWN_PENDING if b not in graph.get(a, ()))
-    assert gone == [], f"these cycles are fixed: remove {gone} from KNOWN_PENDING"
+    assert cycles(graph) == []
 
 
 def test_documented_package_arrows_match_the_code(graph):

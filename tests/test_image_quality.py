@@ -46,7 +46,7 @@ def add_noise(clip, std):
 
 def test_columns_and_clean_clip(clip):
     scores = score(clip)
-    assert set(scores) == {"iqa", "sharpness", "face_px", "exposure_clip", "noise", "blockiness"}
+    assert set(scores) == {"iqa", "sharpness", "reblur_ratio", "face_px", "exposure_clip", "noise", "blockiness"}
     assert scores["face_px"] == clip.record["face_px"]
     assert scores["iqa"] > 0.9 and scores["exposure_clip"] < 0.01 and scores["noise"] < 1.5 and scores["blockiness"] < 0.2
 
@@ -58,6 +58,22 @@ def test_iqa_and_sharpness_fall_monotonically_with_blur(clip):
         values = [r[key] for r in results]
         assert all(a > b for a, b in itertools.pairwise(values)), (key, values)
     assert results[-1]["iqa"] < 0.75 * results[0]["iqa"]
+
+
+def test_reblur_ratio_tells_blur_from_low_detail(clip):
+    """Halving the face's contrast quarters the Laplacian variance but leaves reblur_ratio where it was; a
+    blur raises reblur_ratio past strict's bound (0.25) however much contrast the face has."""
+    def low_contrast(frame):
+        return (frame.astype(np.float32) * 0.5 + 64).astype(np.uint8)
+
+    clean = score(clip)
+    faint = score(clip, each_frame(clip, low_contrast))
+    blurred = score(clip, each_frame(clip, lambda f: cv2.GaussianBlur(f, (0, 0), 2.0)))
+    faint_blurred = score(clip, each_frame(clip, lambda f: low_contrast(cv2.GaussianBlur(f, (0, 0), 2.0))))
+    assert faint["sharpness"] < 0.35 * clean["sharpness"]
+    assert faint["reblur_ratio"] == pytest.approx(clean["reblur_ratio"], abs=0.03)
+    assert clean["reblur_ratio"] < 0.25 < blurred["reblur_ratio"]
+    assert faint_blurred["reblur_ratio"] > 0.25 and faint_blurred["reblur_ratio"] > faint["reblur_ratio"] + 0.1
 
 
 def test_iqa_falls_monotonically_with_noise_and_noise_is_measured(clip):

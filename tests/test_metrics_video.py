@@ -120,7 +120,7 @@ def test_blurred_frames_score_lower_iqa(clips, landmark_model):
     frames = clips["talking"].frames
     sharp = metric.score(frames)
     blurred = metric.score(np.stack([cv2.GaussianBlur(frame, (0, 0), 3.0) for frame in frames]))
-    assert set(sharp) == {"iqa", "sharpness", "face_px", "exposure_clip", "noise", "blockiness"}
+    assert set(sharp) == {"iqa", "sharpness", "reblur_ratio", "face_px", "exposure_clip", "noise", "blockiness"}
     assert 100 < sharp["face_px"] < 512 and sharp["iqa"] > 0.85
     assert blurred["iqa"] < sharp["iqa"] - 0.1 and blurred["sharpness"] < 0.5 * sharp["sharpness"]
     no_face = metric.score(np.full_like(frames[:10], 128))

@@ -40,7 +40,7 @@ def random_rows(rng: np.random.Generator, first: int, n: int) -> pa.Table:
         "n_frames": rng.integers(25, 250, n).astype(np.int32), "fps": np.full(n, 25.0, np.float32),
         "status": np.where(ok, "ok", "rejected"), "reject_reason": np.where(ok, None, rng.choice(["no_face", "too_short"], n)),
         "source_prior": score(rng.choice([0.9, 0.85, 0.7, 0.5, 0.4], n)), "source_denied": score(rng.random(n) < 0.02),
-        "iqa": score(rng.beta(8, 2, n)), "sharpness": score(rng.normal(60, 25, n)), "face_px": score(rng.normal(220, 60, n)), "exposure_clip": score(rng.exponential(0.01, n)),
+        "iqa": score(rng.beta(8, 2, n)), "sharpness": score(rng.normal(60, 25, n)), "reblur_ratio": score(rng.beta(2, 10, n)), "face_px": score(rng.normal(220, 60, n)), "exposure_clip": score(rng.exponential(0.01, n)),
         "blockiness": score(rng.exponential(0.15, n)), "sync_offset": score(np.round(rng.normal(0, 2, n))),
         "sync_conf": score(np.where(scorer == "syncnet", rng.normal(5, 2, n), rng.normal(0.6, 0.15, n))),
         "sync_dist": score(rng.uniform(0.1, 0.6, n)), "sync_scorer": pa.array(scorer, pa.string()),

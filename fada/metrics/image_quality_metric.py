@@ -44,7 +44,7 @@ class ImageQualityMetric:
         return float(np.median(sides)) if sides else float("nan")
 
     def score(self, frames: np.ndarray) -> dict[str, float]:
-        """``iqa, sharpness, face_px, exposure_clip, noise, blockiness`` of (T, H, W, 3) uint8 RGB frames."""
+        """``iqa, sharpness, reblur_ratio, face_px, exposure_clip, noise, blockiness`` of (T, H, W, 3) uint8 RGB frames."""
         clip = generated_clip(frames, np.zeros(0, np.float32), self.landmark_model)
         clip.record["face_px"] = self.face_px(clip.frames)
         return self.scorer.score(clip)

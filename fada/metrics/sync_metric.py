@@ -27,7 +27,8 @@ import numpy as np
 
 from filters.clip_data import ClipData, LandmarkModel
 from filters.media_contract import AUDIO_RATE, FPS
-from filters.sync import LipAudioSyncScorer, make_sync_scorer, sync_columns
+from filters.sync import LipAudioSyncScorer, make_sync_scorer
+from filters.sync_columns import sync_columns
 
 
 def generated_clip(frames: np.ndarray, audio: np.ndarray, landmark_model: LandmarkModel) -> ClipData:
