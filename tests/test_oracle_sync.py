@@ -109,3 +109,21 @@ def test_envelope_of_short_audio_is_silence_after_its_end():
 def test_short_video_is_refused_with_a_reason(regressor):
     with pytest.raises(ValueError, match="at least 40"):
         OracleSync(regressor).score(np.zeros((30, 32, 32, 3), np.uint8), np.zeros(30 * 640, np.float32))
+
+
+def test_evaluation_reports_the_oracle_when_given_its_weights(regressor, held_out, tmp_path):
+    from fada.evaluate import MetricSuite, clip_scores, quality_metrics, table_rows
+
+    save_regressor(regressor, tmp_path / "mouth.safetensors")
+    only_oracle = ("fid", "fvd", "sync", "iqa", "expression")
+    suite = MetricSuite(skip=only_oracle, device="cpu", oracle_weights=tmp_path / "mouth.safetensors")
+    stats = [suite.video_stats(s.frames, s.audio) for s in held_out] + [
+        suite.video_stats(held_out[0].frames[:20], held_out[0].audio)]  # too short: a reason, not a failure
+    assert [clip_scores(item).get("oracle_lag") for item in stats] == [0, 0, None]
+    assert "at least 40" in clip_scores(stats[2])["oracle_error"]
+    metrics, _, _ = quality_metrics(["a", "b", "c"], stats, suite.skip)
+    assert metrics["oracle_videos"] == 2 and metrics["oracle_sync"] > 0.8 > metrics["oracle_shuffled"]
+    report = {"reference": {"metrics": metrics}, "runs": [], "metric_config": suite.config}
+    assert table_rows(report)[0]["Oracle sync↑"] == f"{metrics['oracle_sync']:.3f}"
+    plain = MetricSuite(skip=only_oracle, device="cpu")
+    assert "Oracle sync↑" not in table_rows({**report, "metric_config": plain.config})[0]

@@ -275,3 +275,21 @@ class OracleSync:
         return {"oracle_sync": float(r[best]), "oracle_lag": int(lags[best]),
                 "oracle_r_at_0": float(r[lags == 0][0]), "oracle_shuffled": float(np.mean(shuffled)),
                 "oracle_shuffled_p95": float(np.percentile(shuffled, 95)), "oracle_mouth_std": float(np.std(mouth))}
+
+    def score_or_reason(self, frames: np.ndarray, audio: np.ndarray) -> dict:
+        """``score``, or ``{"oracle_error": reason}`` when the video cannot be scored (for evaluation reports)."""
+        try:
+            return self.score(frames, audio)
+        except ValueError as error:
+            return {"oracle_error": str(error)}
+
+
+def mean_oracle_scores(per_video: list[dict]) -> dict:
+    """Means of ``oracle_sync`` and ``oracle_shuffled`` over the videos that were scored, and their count; {} when
+    no video was given an oracle score at all (the metric was not asked for)."""
+    if not any(per_video):
+        return {}
+    scored = [item for item in per_video if "oracle_sync" in item]
+    means = {key: float(np.mean([item[key] for item in scored])) if scored else None
+             for key in ("oracle_sync", "oracle_shuffled")}
+    return {**means, "oracle_videos": len(scored)}
