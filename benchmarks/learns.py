@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import sys
 import time
@@ -41,6 +40,7 @@ from fada.ablation import machine_description  # noqa: E402
 from fada.metrics.oracle_sync import (OracleSync, RenderedSpeaker, audio_envelope, load_regressor,  # noqa: E402
                                       per_window_correlation, predict_opening, r_squared, render_speakers,
                                       save_regressor, train_mouth_regressor)
+from shards.atomic import atomic_write_json, json_safe  # noqa: E402
 
 ORACLE_SEED0, HELD_OUT_SEED0 = 5000, 9000
 VIEW = "train"
@@ -245,14 +245,14 @@ def run(args) -> dict:
         print(f"seed {seed}: teacher sync {result['teacher']['oracle_sync']:.3f} (shuffled "
               f"{result['teacher']['oracle_shuffled']:.3f}), untrained {result['untrained']['oracle_sync']:.3f}; "
               f"train {train_s:.0f} s, eval {result['eval_s']:.0f} s", flush=True)
-    timings["total"] = time.perf_counter() - started
-    summary = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_description(
-            torch.device(args.device)), "args": vars(args), "frame_size": size, "oracle_r2": oracle_r2,
-        "timings_s": timings, "ground_truth": ground_truth, "seeds": per_seed,
-        "rows": summarise(ground_truth, per_seed),
-    }
-    (out / "learns.json").write_text(json.dumps(summary, indent=1, default=str))
+        timings["total"] = time.perf_counter() - started
+        summary = {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_description(
+                torch.device(args.device)), "args": vars(args), "frame_size": size, "oracle_r2": oracle_r2,
+            "timings_s": timings, "ground_truth": ground_truth, "seeds": per_seed, "seeds_done": len(per_seed),
+            "rows": summarise(ground_truth, per_seed),
+        }
+        atomic_write_json(out / "learns.json", json_safe(summary))  # after every seed: a cut run keeps its seeds
     return summary
 
 
@@ -293,8 +293,8 @@ def format_markdown(summary: dict) -> str:
         "the machine was shared with other jobs).",
         "",
         f"* Teacher: config `{args['config']}` at {summary['frame_size']}², {args['steps']} steps per seed, "
-        f"{args['num_frames']}-frame windows, {args['seeds']} seeds; trained on {args['train_speakers']} generated "
-        f"speakers × {args['train_seconds']:g} s.",
+        f"{args['num_frames']}-frame windows, {summary['seeds_done']} of {args['seeds']} seeds; trained on "
+        f"{args['train_speakers']} generated speakers × {args['train_seconds']:g} s.",
         f"* Evaluation: {args['held_out']} held-out speakers × {args['eval_seconds']:g} s, DDIM "
         f"{args['inference_steps']} steps × 3 CFG passes; oracle mouth reader R² **{summary['oracle_r2']:.3f}** on "
         "those speakers' rendered frames; mean over speakers per seed, then mean ± 95 % t-interval over seeds.",
