@@ -15,6 +15,8 @@ against the real clips:
 ``fid``                     FID between all real and all generated frames (FID Inception, local weights)
 ``fvd``                     Fréchet distance of R3D-18 video features, real vs generated videos
 ``expression_fd``           Fréchet distance of face-mesh expression features (E-FID-like)
+``oracle_sync``             with ``oracle_weights`` (generator speakers only): mean `OracleSync` peak
+                            correlation of the read mouth with the audio envelope, and ``oracle_shuffled``
 ``nfe_d``                   denoising-net evaluations per generated clip of ``clip_frames`` frames:
                             75 teacher, 18 balanced, 6 fast
 ``seconds_per_video_second``  wall-clock of generation (the frame loop; not the mp4 encoding nor the
@@ -249,7 +251,8 @@ class MetricSuite:
     Construction checks and loads the FID/FVD networks first (`MissingWeightsError` naming the file).
     """
 
-    def __init__(self, *, fid_weights=None, fvd_weights=None, syncnet_weights=None, skip=(), device: str | None = None):
+    def __init__(self, *, fid_weights=None, fvd_weights=None, syncnet_weights=None, skip=(), device: str | None = None,
+                 oracle_weights=None):
         import torch
 
         self.skip = normalise_skip(skip)
@@ -277,6 +280,11 @@ class MetricSuite:
             from fada.metrics.image_quality_metric import ImageQualityMetric
 
             self.iqa = ImageQualityMetric(landmark_model=self.landmarks)
+        self.oracle = None  # oracle lip sync: generator speakers only (fada.metrics.oracle_sync)
+        if oracle_weights is not None:
+            from fada.metrics.oracle_sync import OracleSync
+
+            self.oracle = OracleSync.from_file(oracle_weights)
         from fada.metrics import inception, video_features
 
         self.config = {
@@ -290,6 +298,7 @@ class MetricSuite:
             "sync_scorer": None if self.sync is None else self.sync.scorer.name,
             "expression": "face-mesh expression features (fada.metrics.expression)",
             "iqa": "filters.image_quality.ImageQualityScorer",
+            "oracle_weights": None if oracle_weights is None else str(oracle_weights),
         }
 
     def video_stats(self, frames: np.ndarray, audio: np.ndarray) -> dict:
@@ -321,6 +330,8 @@ class MetricSuite:
                 stats["sync"] = self.sync.score(frames, np.asarray(audio, np.float32))
             except ValueError as error:
                 stats["sync_error"] = str(error)
+        if self.oracle is not None:
+            stats["oracle"] = self.oracle.score_or_reason(frames, audio)
         return stats
 
 
@@ -340,6 +351,7 @@ def clip_scores(stats: dict) -> dict:
         out["sync_error"] = stats["sync_error"]
     if "expression" in stats:
         out["expression_frames"], out["expression_skipped"] = len(stats["expression"]), stats["expression_skipped"]
+    out.update(stats.get("oracle", {}))
     return out
 
 
@@ -374,6 +386,9 @@ def quality_metrics(keys: list[str], stats: list[dict], skip: tuple[str, ...]) -
             metrics["sync_scorer"] = scored[0]["sync_scorer"]
         else:
             unavailable["sync"] = f"no video could be scored ({_first_error(keys, stats, 'sync')})"
+    from fada.metrics.oracle_sync import mean_oracle_scores
+
+    metrics.update(mean_oracle_scores([item.get("oracle", {}) for item in stats]))
     return metrics, not_computed, unavailable
 
 
@@ -606,7 +621,7 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
 def evaluate(data_dir: str | os.PathLike, runs: list[tuple[str, str]], out_dir: str | os.PathLike, *, view: str = "test",
              fid_weights=None, fvd_weights=None, syncnet_weights=None, skip=(), max_clips: int | None = None,
              max_frames: int | None = None, seed: int = 0, device: str | None = None, output_size: int | None = None,
-             warmup: bool = True, progress: bool = True) -> dict:
+             warmup: bool = True, progress: bool = True, oracle_weights=None) -> dict:
     """Evaluate each (checkpoint, mode) of ``runs`` on ``view``'s clips; write and return the report.
 
     Before anything is generated: the skip names, the FID/FVD weights (`MissingWeightsError` naming the file
@@ -625,7 +640,7 @@ def evaluate(data_dir: str | os.PathLike, runs: list[tuple[str, str]], out_dir: 
     infos = [checkpoint_info(ckpt, mode) for ckpt, mode in runs]
     names = _unique_names(infos)
     suite = MetricSuite(fid_weights=fid_weights, fvd_weights=fvd_weights, syncnet_weights=syncnet_weights, skip=skip,
-                        device=device)
+                        device=device, oracle_weights=oracle_weights)
     spec = load_view(data_dir, view)
     clips = read_test_clips(data_dir, view, max_clips=max_clips, max_frames=max_frames)
     if not clips:
@@ -673,10 +688,12 @@ COLUMNS = (  # (header, metrics key, skip name, format)
     ("FID↓", "fid", "fid", "{:.2f}"),
     ("FVD↓", "fvd", "fvd", "{:.2f}"),
     ("E-FD↓", "expression_fd", "expression", "{:.4f}"),
+    ("Oracle sync↑", "oracle_sync", None, "{:.3f}"),  # with oracle_weights only (generator speakers)
     ("NFE-D", "nfe_d", None, "{:g}"),
     ("s per video-s", "seconds_per_video_second", None, "{:.2f}"),
 )
-REFERENCE_COLUMNS = {"iqa", "sync_c", "sync_d"}  # meaningful for the real clips themselves
+REFERENCE_COLUMNS = {"iqa", "sync_c", "sync_d", "oracle_sync"}  # meaningful for the real clips themselves
+OPTIONAL_COLUMNS = {"oracle_sync": "oracle_weights"}  # shown only when this metric_config entry is set
 
 
 def _cell(row: dict, key: str, skip_name: str | None, fmt: str, reference: bool) -> str:
@@ -703,6 +720,8 @@ def table_rows(report: dict) -> list[dict]:
     for row, reference in entries:
         cells = {"Method": "Real test clips" if reference else _label(row), "Mode": "—" if reference else row["mode"]}
         for header, key, skip_name, fmt in COLUMNS:
+            if key in OPTIONAL_COLUMNS and not report.get("metric_config", {}).get(OPTIONAL_COLUMNS[key]):
+                continue
             cells[header] = _cell(row, key, skip_name, fmt, reference)
         rows.append(cells)
     return rows

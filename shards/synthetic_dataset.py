@@ -58,6 +58,13 @@ def encode_wav(audio: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def speaker_spec(seed: int, duration_s: float) -> SpeakerSpec:
+    """The generator speaker of ``seed`` as the clips here frame it: 256², the face at 45 % of the height, 16 kHz
+    mono audio (centre-cropped and resized by `read_rendered`)."""
+    return SpeakerSpec(seed=seed, duration_s=duration_s, width=256, height=256, face_scale=0.45, audio_rate=AUDIO_RATE,
+                       audio_channels=1)
+
+
 def make_speaker_data_dir(root: Path, *, n_clips: int = 3, size: int = 64, duration_s: float = 2.0,
                           view: str = "train", clips_per_shard: int = 100) -> Path:
     """Write ``n_clips`` clips (one per generator seed) to shards of ``clips_per_shard`` and a view of them all."""
@@ -69,8 +76,7 @@ def make_speaker_data_dir(root: Path, *, n_clips: int = 3, size: int = 64, durat
         for seed in range(n_clips):
             rendered = root / "raw" / f"speaker{seed}.mp4"
             rendered.parent.mkdir(parents=True, exist_ok=True)
-            render_speaker(SpeakerSpec(seed=seed, duration_s=duration_s, width=256, height=256, face_scale=0.45,
-                                       audio_rate=AUDIO_RATE, audio_channels=1), rendered)
+            render_speaker(speaker_spec(seed, duration_s), rendered)
             frames, audio = read_rendered(rendered, size)
             key = f"speaker{seed:03d}"
             record = {"key": key, "source_id": f"src{seed}", "source_tag": "synthetic", "n_frames": len(frames),
