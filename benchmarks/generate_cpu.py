@@ -44,9 +44,9 @@ def nfe_gflop(model: FadaModel) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     motion = model.config.num_motion_frames
-    latents = torch.randn(3, motion + CLIP_FRAMES, 3, 32, 32)
+    latents = torch.randn(3, CLIP_FRAMES, 3, 32, 32)
     with torch.no_grad():
-        bank = model.encode_reference(torch.randn(3, 3, 32, 32))
+        bank = model.encode_conditions(torch.randn(3, 3, 32, 32), torch.randn(3, motion, 3, 32, 32))
         tokens = model.encode_audio(torch.randn(3, (CLIP_FRAMES + 4) * SAMPLES_PER_FRAME), CLIP_FRAMES)
         with FlopCounterMode(display=False) as counter:
             model(latents, torch.full((3,), 500), tokens, bank)

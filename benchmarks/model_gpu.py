@@ -166,11 +166,11 @@ def parts_benchmark(student, codec, device, dtype, clip_frames: int) -> dict:
     side = codec.size // 8 if codec.kind == "vae" else codec.size
     latents = torch.randn(1, motion + clip_frames, student.latent_channels, side, side, device=device, dtype=dtype)
     with torch.no_grad():
-        bank = student.encode_reference(latents[:, 0])
+        bank = student.encode_conditions(latents[:, 0], latents[:, :motion])
         tokens = student.encode_audio(torch.randn(1, (clip_frames + 4) * SAMPLES_PER_FRAME, device=device, dtype=dtype), clip_frames)
         scales = (torch.full((1,), 6.5, device=device), torch.full((1,), 2.0, device=device))
         t = torch.tensor([500], device=device)
-        nfe = lambda: student(latents, t, tokens, bank, cfg_scales=scales)  # noqa: E731
+        nfe = lambda: student(latents[:, motion:], t, tokens, bank, cfg_scales=scales)  # noqa: E731
         out = {"ms_per_nfe_1pass": round(1000 * statistics.median(timed(nfe, device, 5)), 1)}
         out["ms_reference_net"] = round(1000 * statistics.median(timed(lambda: student.encode_reference(latents[:, 0]), device, 5)), 1)
         decode = lambda: codec.decode(latents[0, motion:])  # noqa: E731

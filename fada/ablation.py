@@ -136,12 +136,14 @@ def eval_clips(data_dir, view: str, *, count: int, frames: int, size: int, conte
 @torch.no_grad()
 def generate_latents(pipe, clip: EvalClip, seed: int) -> tuple[torch.Tensor, float]:
     """(latents (T, C, h, w), NFE-D per clip) of one eval video, clip by clip as `FadaPipeline.frames` does."""
+    from fada.motion_frames import no_motion
+
     model, codec, device = pipe.model, pipe.codec, pipe.device
     motion_frames, context = model.config.num_motion_frames, model.audio_context_frames
     reference = codec.encode(clip.portrait[None].to(device)).to(pipe.dtype)
     bank_one, bank_cfg = pipe.reference_banks(reference)
     bank = bank_cfg if pipe.passes == 3 else bank_one
-    motion = reference[:, None].repeat(1, motion_frames, 1, 1, 1)
+    motion = no_motion(reference, motion_frames)
     generator = torch.Generator(device).manual_seed(seed)
     n_clips = len(clip.frames) // pipe.clip_frames
     pipe.nfe.reset()

@@ -6,7 +6,9 @@ Frames are folded into the batch, (B·F, N, C), as the 2-D UNets expect. A `Fram
 * the **reference net**'s blocks (`ReferenceRecordingBlock`) record the input of their self-attention in
   ``context.bank`` (one entry per block, in order);
 * the **denoising net**'s blocks (`FadaTransformerBlock`) run, in order:
-  1. spatial self-attention whose keys/values also include the reference features of the same block;
+  1. spatial self-attention whose keys/values also include the same block's reference-net features of the
+     reference image and the motion frames (paper §3.1: "the output from each reference layer is then input
+     to the corresponding layer in the denoising net for spatial attention");
   2. audio cross-attention (the UNet's cross-attention, fed per-frame audio tokens);
   3. the CFG layer (DESIGN.md step 8): cross-attention to the CFG embedding e, output zero-initialised,
      present only in students built with ``cfg_variant`` ``layer``/``layer-tokens``;
@@ -33,7 +35,7 @@ class FrameContext:
     """Per-forward state shared by the blocks: frames per video, the reference bank, CFG tokens."""
 
     num_frames: int = 1
-    bank: dict = field(default_factory=dict)  # block index → (B, N, C) reference features
+    bank: dict = field(default_factory=dict)  # block index → (B, K·N, C) features of reference + motion frames
     cfg_tokens: torch.Tensor | None = None  # (B·F, n, C) CFG embedding e, or None
 
 
@@ -95,7 +97,7 @@ class FadaTransformerBlock(nn.Module):
                 timestep=None, cross_attention_kwargs=None, class_labels=None, added_cond_kwargs=None):
         context: FrameContext = cross_attention_kwargs["fada"]
         frames = context.num_frames
-        # 1. Spatial self-attention over the frame's own tokens and the reference features of this block.
+        # 1. Spatial self-attention over the frame's own tokens and this block's reference + motion features.
         normed = self.norm1(hidden_states)
         reference = context.bank[self.index].repeat_interleave(frames, dim=0)
         hidden_states = hidden_states + self.attn1(normed, encoder_hidden_states=torch.cat([normed, reference], 1))

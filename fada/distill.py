@@ -4,12 +4,13 @@ The student starts as the teacher (`student_from_teacher`: the teacher's weights
 conditioning) and learns, inside each of K time windows, the straight line from the window start z_s to the
 end point z_e that the frozen teacher's DDIM solver reaches. Per step, for a batch of a view's windows:
 
-1. frames → latents (`batch_latents`); motion frames stay clean and are the same for teacher and student
-   (replaced by the reference with ``motion_drop_rate``, as in teacher training);
+1. frames → latents (`batch_latents`); motion frames noise-augmented (training mode) and replaced by the
+   "no motion" state with ``motion_drop_rate``, as in teacher training, the same for teacher and student;
 2. t ~ U(0, 1], its window (t_e, t_s]; z_s = √ᾱ_s·x0 + √(1−ᾱ_s)·ε from the forward process;
 3. z_e from the frozen teacher, no gradient: DDIM from t_s to t_e in ``solver_steps_per_window`` steps.
    When CFG is distilled (``cfg_variant`` ≠ none) each sample draws (s_a, s_r) from the configured ranges and
-   the teacher is guided with multi-CFG (eq. 9; three passes as one batch: bank [r, r, ∅], audio [a, 0, 0]).
+   the teacher is guided with multi-CFG (eq. 9; three passes as one batch: bank [r+m, r+m, ∅] with ∅ the empty
+   reference and motion frames, audio [a, 0, 0]).
    Without CFG distillation each sample drops its conditions as in teacher training and the teacher predicts
    with the same dropped conditions, so the student keeps the three predictions the balanced mode combines;
 4. the student's input on the straight line, z_t = z_s + (z_e − z_s)·(t − t_s)/(t_e − t_s);
@@ -42,10 +43,11 @@ import torch.nn as nn
 from fada.cfg_conditioning import CFG_VARIANTS
 from fada.checkpoint import (META_FILE, CheckpointError, check_same_config, load_inference_checkpoint,
                              load_training_state, resolve_checkpoint, save_training_state, training_states)
-from fada.guidance import multi_cfg, split_cfg_batch
+from fada.guidance import cfg_bank, multi_cfg, split_cfg_batch
 from fada.mixed_supervision import MODES as LOSS_MODES
 from fada.mixed_supervision import MixedSupervision
 from fada.model import FadaModel, student_from_teacher
+from fada.motion_frames import training_motion
 from fada.noise_schedule import NoiseSchedule
 from fada.perflow import PerflowWindows, ddim_solve, eps_target, gt_window_end, line_point, sample_t
 from fada.train_teacher import TrainResult, drop_masks, export_ema, view_lineage
@@ -129,23 +131,24 @@ class DistillObjective(nn.Module):
                            reference: torch.Tensor, audio: torch.Tensor, keep_reference: torch.Tensor,
                            keep_audio: torch.Tensor, scales: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """Step 3: the teacher's DDIM solve from z_s at t_s to t_e (guided with eq. 9 when ``scales`` are given)."""
-        teacher, frames, m = self.teacher, z_s.shape[1], motion.shape[1]
+        teacher, frames = self.teacher, z_s.shape[1]
         if scales is None:  # the sample's own (possibly dropped) conditions, one pass
-            bank = teacher.encode_reference(reference * keep_reference[:, None, None, None])
+            bank = teacher.encode_conditions(reference * keep_reference[:, None, None, None],
+                                             motion * keep_reference[:, None, None, None, None])
             tokens = teacher.encode_audio(audio, frames) * keep_audio[:, None, None, None]
             passes = 1
-        else:  # three passes as one batch: bank [r, r, ∅], audio [a, 0, 0]
+        else:  # three passes as one batch: bank [r+m, r+m, ∅], audio [a, 0, 0]
             batch = reference.shape[0]
-            banks = teacher.encode_reference(torch.cat([reference, torch.zeros_like(reference)]))
-            bank = {k: torch.cat([v[:batch], v[:batch], v[batch:]]) for k, v in banks.items()}
+            banks = teacher.encode_conditions(torch.cat([reference, torch.zeros_like(reference)]),
+                                              torch.cat([motion, torch.zeros_like(motion)]))
+            bank = cfg_bank({k: v[:batch] for k, v in banks.items()}, {k: v[batch:] for k, v in banks.items()})
             tokens = teacher.encode_audio(audio, frames)
             tokens = torch.cat([tokens, torch.zeros_like(tokens), torch.zeros_like(tokens)])
             passes = 3
-        motion_in = motion.repeat(passes, 1, 1, 1, 1)
 
         def eps_fn(z: torch.Tensor, timestep_index: torch.Tensor) -> torch.Tensor:
-            x = torch.cat([motion_in, z.repeat(passes, 1, 1, 1, 1).to(motion.dtype)], 1)
-            eps = teacher(x, timestep_index.repeat(passes), tokens, bank)[:, m:].float()
+            x = z.repeat(passes, 1, 1, 1, 1).to(motion.dtype)
+            eps = teacher(x, timestep_index.repeat(passes), tokens, bank).float()
             if scales is None:
                 return eps
             s_a, s_r = scales
@@ -158,10 +161,9 @@ class DistillObjective(nn.Module):
         """{loss (scalar), l_distill, l_gt, r, w, t, s_a, s_r (B,)}; only ``loss`` carries gradient."""
         config, student, schedule = self.config, self.student, self.schedule
         m, batch, device = student.config.num_motion_frames, latents.shape[0], latents.device
-        # 1. clean motion frames, shared by teacher and student
+        # 1. motion frames (augmented in training mode, "no motion" with motion_drop_rate), shared by teacher and student
         keep_motion = (torch.rand(batch, generator=generator, device=device) >= config.motion_drop_rate).float()
-        motion = torch.lerp(reference[:, None].expand_as(latents[:, :m]), latents[:, :m],
-                            keep_motion[:, None, None, None, None])
+        motion = training_motion(latents[:, :m], keep_motion, config.motion_noise if self.training else 0.0, generator)
         x0 = latents[:, m:].float()
         # 2. t, its window, the window start from the forward process
         t = sample_t(batch, generator, device)
@@ -184,7 +186,8 @@ class DistillObjective(nn.Module):
         inputs = torch.cat([line_point(z_s, z_e, t, t_s, t_e), line_point(z_s, z_e_gt, t, t_s, t_e)])
         targets = torch.cat([eps_target(z_s, z_e, alpha_s, alpha_e), eps_target(z_s, z_e_gt, alpha_s, alpha_e)])
         # the distill and GT branches as one batch of 2B
-        bank = student.encode_reference(reference * keep_reference[:, None, None, None])
+        bank = student.encode_conditions(reference * keep_reference[:, None, None, None],
+                                         motion * keep_reference[:, None, None, None, None])
         tokens = student.encode_audio(audio, x0.shape[1]) * keep_audio[:, None, None, None]
         bank = {k: v.repeat(2, 1, 1) for k, v in bank.items()}
         # Under CFG distillation the GT branch gets unit scales (s_a = s_r = 1: e = T_ra, the conditional
@@ -192,8 +195,7 @@ class DistillObjective(nn.Module):
         ones = torch.ones_like(s_a)
         cfg_scales = (torch.cat([s_a, ones]), torch.cat([s_r, ones])) if scales is not None else None
         timesteps = schedule.model_timestep(t).repeat(2)  # N·t, as PeRFlow feeds its student (and its scheduler steps)
-        student_in = torch.cat([motion.repeat(2, 1, 1, 1, 1), inputs.to(motion.dtype)], 1)
-        prediction = student(student_in, timesteps, tokens.repeat(2, 1, 1, 1), bank, cfg_scales=cfg_scales)[:, m:]
+        prediction = student(inputs.to(motion.dtype), timesteps, tokens.repeat(2, 1, 1, 1), bank, cfg_scales=cfg_scales)
         per_sample = (prediction.float() - targets).pow(2).flatten(1).mean(1)  # denoised frames only
         l_distill, l_gt = per_sample.chunk(2)
         # 7. mixed supervision

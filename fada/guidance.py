@@ -27,6 +27,12 @@ def split_cfg_batch(eps: torch.Tensor, n: int = 3) -> tuple[torch.Tensor, ...]:
     return eps.chunk(n, dim=0)
 
 
+def cfg_bank(conditional_bank: dict, empty_bank: dict) -> dict:
+    """The reference-net bank of the three-pass batch [(r,a), (r,∅), (∅,∅)]: the conditional features twice, then
+    the empty ones (reference and motion frames both dropped, `fada.motion_frames`)."""
+    return {k: torch.cat([v, v, empty_bank[k]]) for k, v in conditional_bank.items()}
+
+
 def cfg_embedding(tokens_ra: torch.Tensor, tokens_r: torch.Tensor, tokens_none: torch.Tensor, s_a, s_r) -> torch.Tensor:
     """Step 8: e = s_a·T_ra + (s_r − s_a)·T_r + (1 − s_r)·T_∅, mirroring eq. 9 rewritten.
 

@@ -147,7 +147,8 @@ class AudioStream:
 class VideoWithAudioWriter:
     """Frames (H, W, 3) uint8 at 25 fps → H.264; ``close(audio)`` muxes 16 kHz mono audio as AAC and renames."""
 
-    def __init__(self, path: str | os.PathLike, size: int, fps: int = FPS, crf: int = 18):
+    def __init__(self, path: str | os.PathLike, size: int, fps: int = FPS, crf: int = 18, width: int | None = None):
+        """Frames ``size`` high and ``width`` (default ``size``) wide."""
         import av
 
         self.path = Path(path)
@@ -155,7 +156,7 @@ class VideoWithAudioWriter:
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         self.container = av.open(str(self.tmp), mode="w", format="mp4")
         self.video = self.container.add_stream("libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast"})
-        self.video.width = self.video.height = size
+        self.video.width, self.video.height = width or size, size
         self.video.pix_fmt = "yuv420p"
         self.audio = self.container.add_stream("aac", rate=AUDIO_RATE)
         self.audio.layout = "mono"

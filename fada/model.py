@@ -1,14 +1,19 @@
 """The FADA dual-UNet (DESIGN.md §3): reference net, denoising net, audio encoder, optional CFG conditioning.
 
-Shapes: a video batch is (B, T, C, h, w) latents whose first ``num_motion_frames`` frames are motion frames
-(clean latents of the previous clip's last frames, or of the reference image for a first clip) and whose
-remaining F frames are denoised. Motion frames get timestep 0 and no audio; the loss ignores them.
+Conditions as the paper's Fig. 1 has them: "the reference image and motion frames (i.e., images from the last
+clip) undergo processing by a fixed VAE and reference net. The output from each reference layer is then input
+to the corresponding layer in the denoising net for spatial attention." So a video batch is (B, F, C, h, w)
+latents of the F frames being denoised only; the reference latent (B, C, h, w) and the ``num_motion_frames``
+motion latents (B, M, C, h, w) enter through the bank of reference-net features that every denoising-net
+block appends to its spatial keys/values (`fada.blocks`). The first clip's motion frames and the dropped
+conditions of ε(∅,∅) are defined in `fada.motion_frames`.
 
 One forward pass:
-1. ``encode_reference`` runs the reference net once on the reference latent (t = 0) and returns the bank
-   of its self-attention inputs (cache it per video);
+1. ``encode_reference`` runs the reference net once on the reference latent (t = 0) and returns the bank of
+   its self-attention inputs (cache it per video); ``encode_motion`` does the same for the motion frames
+   (once per clip) and ``join_banks`` appends them; ``encode_conditions`` does both in one reference-net call;
 2. ``encode_audio`` turns each frame's audio window into tokens;
-3. ``forward`` runs the denoising net on all frames with that bank, those tokens and, for CFG-distilled
+3. ``forward`` runs the denoising net on the F frames with that bank, those tokens and, for CFG-distilled
    students, the guidance scales (s_a, s_r).
 
 Save and load with diffusers' ``save_pretrained``/``from_pretrained`` (safetensors + config.json).
@@ -58,14 +63,33 @@ class FadaModel(ModelMixin, ConfigMixin):
     def audio_context_frames(self) -> int:
         return self.audio_encoder.context_frames
 
+    def encode_images(self, images: torch.Tensor) -> dict:
+        """(B, K, C, h, w) clean latents → the bank {block index: (B, K·N, C)}: each image through the reference
+        net at t = 0 on its own, the K images' features side by side."""
+        batch, count = images.shape[:2]
+        context = FrameContext(num_frames=1)
+        flat = images.flatten(0, 1)
+        timesteps = torch.zeros(flat.shape[0], dtype=torch.long, device=images.device)
+        self.reference_net(flat, timesteps, encoder_hidden_states=self.reference_token.expand(flat.shape[0], -1, -1),
+                           cross_attention_kwargs={"fada": context})
+        return {k: v.reshape(batch, count * v.shape[1], v.shape[2]) for k, v in context.bank.items()}
+
     def encode_reference(self, reference_latents: torch.Tensor) -> dict:
         """(B, C, h, w) clean reference latents → the bank {block index: (B, N, C)} (step 1)."""
-        context = FrameContext(num_frames=1)
-        batch = reference_latents.shape[0]
-        timesteps = torch.zeros(batch, dtype=torch.long, device=reference_latents.device)
-        self.reference_net(reference_latents, timesteps, encoder_hidden_states=self.reference_token.expand(batch, -1, -1),
-                           cross_attention_kwargs={"fada": context})
-        return context.bank
+        return self.encode_images(reference_latents[:, None])
+
+    def encode_motion(self, motion_latents: torch.Tensor) -> dict:
+        """(B, M, C, h, w) motion latents → the bank {block index: (B, M·N, C)}; {} when M = 0 (step 1)."""
+        return self.encode_images(motion_latents) if motion_latents.shape[1] else {}
+
+    def encode_conditions(self, reference_latents: torch.Tensor, motion_latents: torch.Tensor) -> dict:
+        """``join_banks(encode_reference(r), encode_motion(m))`` in one reference-net call (training)."""
+        return self.encode_images(torch.cat([reference_latents[:, None], motion_latents], 1))
+
+    @staticmethod
+    def join_banks(reference_bank: dict, motion_bank: dict) -> dict:
+        """The reference's features followed by the motion frames' ones, per block (keys/values of step 3)."""
+        return {k: torch.cat([v, motion_bank[k]], 1) if k in motion_bank else v for k, v in reference_bank.items()}
 
     def encode_audio(self, audio: torch.Tensor, num_frames: int) -> torch.Tensor:
         """(B, samples of num_frames + 2·context frames) → (B, num_frames, n, dim) (step 2)."""
@@ -73,18 +97,16 @@ class FadaModel(ModelMixin, ConfigMixin):
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor, audio_tokens: torch.Tensor, bank: dict,
                 cfg_scales: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """ε prediction for (B, T, C, h, w) latents at per-sample ``timesteps`` (B,) (step 3).
+        """ε prediction for (B, F, C, h, w) noisy latents at per-sample ``timesteps`` (B,) (step 3).
 
-        ``audio_tokens`` (B, T − M, n, dim) belong to the denoised frames; ``cfg_scales`` = (s_a, s_r) per sample
-        for CFG-distilled students (ignored by the teacher).
+        ``bank`` holds the reference-net features of the reference and the motion frames (``encode_conditions``
+        or ``join_banks``); ``audio_tokens`` (B, F, n, dim) belong to the F frames; ``cfg_scales`` = (s_a, s_r)
+        per sample for CFG-distilled students (ignored by the teacher).
         """
         batch, frames = latents.shape[:2]
-        motion = self.config.num_motion_frames
-        if audio_tokens.shape[1] != frames - motion:
-            raise ValueError(f"{audio_tokens.shape[1]} frames of audio tokens for {frames - motion} denoised frames")
-        frame_timesteps = timesteps[:, None].expand(batch, frames).clone()
-        frame_timesteps[:, :motion] = 0
-        tokens = torch.cat([audio_tokens.new_zeros(batch, motion, *audio_tokens.shape[2:]), audio_tokens], 1)
+        if audio_tokens.shape[1] != frames:
+            raise ValueError(f"{audio_tokens.shape[1]} frames of audio tokens for {frames} denoised frames")
+        frame_timesteps = timesteps[:, None].expand(batch, frames)
         context = FrameContext(num_frames=frames, bank=bank)
         time_cond = None
         if self.cfg is not None and cfg_scales is not None:
@@ -95,7 +117,7 @@ class FadaModel(ModelMixin, ConfigMixin):
             time_cond = self.cfg.time_cond(s_a, s_r)
             if time_cond is not None:
                 time_cond = time_cond.repeat_interleave(frames, dim=0).to(latents.dtype)
-        out = self.denoising_net(latents.flatten(0, 1), frame_timesteps.flatten(), encoder_hidden_states=tokens.flatten(0, 1),
+        out = self.denoising_net(latents.flatten(0, 1), frame_timesteps.flatten(), encoder_hidden_states=audio_tokens.flatten(0, 1),
                                  timestep_cond=time_cond, cross_attention_kwargs={"fada": context}).sample
         return out.view(latents.shape)
 

@@ -7,8 +7,9 @@
 | `fast`     | PeRFlow                    | 6     | 1, the scales fed to the CFG layers     | 6     |
 
 Per video: the reference net runs once (with the reference, and once on the empty reference for ε(∅,∅)).
-Per clip of F frames: noise → denoised latents → decoded frames; the clip's last ``num_motion_frames``
-latents become the next clip's motion frames (the first clip starts from the reference), so any audio length
+Per clip of F frames: the reference net encodes the motion frames (and, for three passes, the empty ones of
+ε(∅,∅)); noise → denoised latents → decoded frames; the clip's last ``num_motion_frames`` latents become the
+next clip's motion frames (a first clip has none: `fada.motion_frames.no_motion`), so any audio length
 works and memory stays bounded. `NFECounter` counts denoising-net evaluations; ``nfe_per_clip`` is NFE-D.
 """
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fada.guidance import NFECounter, multi_cfg, split_cfg_batch
+from fada.guidance import NFECounter, cfg_bank, multi_cfg, split_cfg_batch
+from fada.motion_frames import no_motion
 from fada.noise_schedule import SD15_SCHEDULE
 
 MODES = ("teacher", "balanced", "fast")
@@ -139,12 +141,25 @@ class FadaPipeline:
         if self.passes == 1:
             return bank, bank
         empty = self.model.encode_reference(torch.zeros_like(reference))
-        return bank, {k: torch.cat([bank[k], bank[k], empty[k]]) for k in bank}
+        return bank, cfg_bank(bank, empty)
+
+    @torch.no_grad()
+    def clip_bank(self, reference_bank: dict, motion: torch.Tensor) -> dict:
+        """A clip's bank: ``reference_bank`` (from `reference_banks`) joined with the motion frames' features;
+        in the three-pass batch ε(∅,∅) gets the empty motion frames with the empty reference."""
+        model = self.model
+        if self.passes == 1:
+            return model.join_banks(reference_bank, model.encode_motion(motion))
+        motion_bank = model.encode_motion(torch.cat([motion, torch.zeros_like(motion)]))  # [m, ∅]
+        conditional, empty = {k: v[:1] for k, v in motion_bank.items()}, {k: v[1:] for k, v in motion_bank.items()}
+        return model.join_banks(reference_bank, cfg_bank(conditional, empty))
 
     @torch.no_grad()
     def denoise_clip(self, motion: torch.Tensor, audio: torch.Tensor, bank: dict, generator: torch.Generator) -> torch.Tensor:
-        """Latents (1, F, C, h, w) of one clip given motion latents (1, M, C, h, w) and its audio (with context)."""
+        """Latents (1, F, C, h, w) of one clip given motion latents (1, M, C, h, w), its audio (with context) and
+        the video's reference bank (`reference_banks`)."""
         model, frames = self.model, self.clip_frames
+        bank = self.clip_bank(bank, motion)
         tokens = model.encode_audio(audio[None].to(self.device, self.dtype), frames)
         shape = (1, frames, *motion.shape[2:])
         latents = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
@@ -154,13 +169,13 @@ class FadaPipeline:
             tokens = torch.cat([tokens, torch.zeros_like(tokens), torch.zeros_like(tokens)])
         scales = (torch.full((1,), self.s_a, device=self.device), torch.full((1,), self.s_r, device=self.device))
         for timestep in self.scheduler.timesteps:
-            step_input = torch.cat([motion, self.scheduler.scale_model_input(latents, timestep)], 1)
+            step_input = self.scheduler.scale_model_input(latents, timestep)
             t = timestep.reshape(1).to(self.device)
             if self.passes == 3:  # three CFG passes in one batch, combined with eq. 9
-                eps = model(step_input.repeat(3, 1, 1, 1, 1), t.repeat(3), tokens, bank)[:, motion.shape[1]:]
+                eps = model(step_input.repeat(3, 1, 1, 1, 1), t.repeat(3), tokens, bank)
                 eps = multi_cfg(*split_cfg_batch(eps), s_r=self.s_r, s_a=self.s_a)
             else:  # fast: one pass, the scales go to the CFG layers (DESIGN.md step 8)
-                eps = model(step_input, t, tokens, bank, cfg_scales=scales)[:, motion.shape[1]:]
+                eps = model(step_input, t, tokens, bank, cfg_scales=scales)
             self.nfe.add(self.passes)
             latents = self.scheduler.step(eps, timestep, latents).prev_sample
         return latents
@@ -175,7 +190,7 @@ class FadaPipeline:
         reference = codec.encode(image).to(self.dtype)
         bank_one, bank_cfg = self.reference_banks(reference)
         bank = bank_cfg if self.passes == 3 else bank_one
-        motion = reference[:, None].repeat(1, model.config.num_motion_frames, 1, 1, 1)
+        motion = no_motion(reference, model.config.num_motion_frames)
         generator = torch.Generator(self.device).manual_seed(seed)
         total = audio_stream.n_frames
         clips = audio_stream.frames_audio(model.audio_context_frames, self.clip_frames)

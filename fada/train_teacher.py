@@ -3,10 +3,13 @@ dropout so one network gives the three predictions of multi-CFG: ε(r,a), ε(r,�
 ε(∅,∅) (reference and audio dropped).
 
 Per step:
-1. frames → latents with the codec; a reference frame drawn from the window; motion frames kept clean
-   (replaced by the reference with ``motion_drop_rate``, which is what a first clip sees at inference);
+1. frames → latents with the codec; the reference frame (the reader's, outside the window); the motion
+   frames noise-augmented with σ ~ U(0, ``motion_noise``) in training mode, and replaced by the "no motion"
+   state with ``motion_drop_rate``, which is what a first clip sees at inference (`fada.motion_frames`);
 2. t ~ U{0…999}, ε ~ N(0, I), z_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε on the denoised frames (SD1.5 schedule);
-3. per sample: both conditions dropped with ``drop_both_rate``, else audio dropped with ``drop_audio_rate``;
+3. per sample: both conditions dropped with ``drop_both_rate`` (the reference and the motion frames, as ε(∅,∅)
+   has them), else audio dropped with ``drop_audio_rate``; reference and motion frames go through the
+   reference net, the F noisy frames through the denoising net;
 4. L = ‖ε̂ − ε‖² over the denoised frames; AdamW, warmup, grad clipping, EMA.
 
 Checkpoints hold everything for an exact resume (`fada.checkpoint`); the exported inference checkpoint
@@ -26,6 +29,7 @@ import torch.nn as nn
 from fada.checkpoint import load_training_state, save_inference_checkpoint, save_training_state, training_states
 from fada.codec import make_codec
 from fada.model import FadaModel
+from fada.motion_frames import training_motion
 from fada.noise_schedule import SD15_SCHEDULE
 from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
                            wrap_distributed)
@@ -65,15 +69,16 @@ class TeacherObjective(nn.Module):
         batch, device = latents.shape[0], latents.device
         clean = latents[:, motion:]
         keep_motion = (torch.rand(batch, generator=generator, device=device) >= self.config.motion_drop_rate).float()
-        motion_latents = torch.lerp(reference[:, None].expand_as(latents[:, :motion]), latents[:, :motion],
-                                    keep_motion[:, None, None, None, None])
+        motion_noise = self.config.motion_noise if self.training else 0.0
+        motion_latents = training_motion(latents[:, :motion], keep_motion, motion_noise, generator)
         noise = torch.randn(clean.shape, generator=generator, device=device, dtype=clean.dtype)
         timesteps = torch.randint(0, SD15_SCHEDULE["num_train_timesteps"], (batch,), generator=generator, device=device)
         noisy = self.noise_scheduler.add_noise(clean.flatten(1), noise.flatten(1), timesteps).view_as(clean)
         keep_reference, keep_audio = drop_masks(batch, self.config, generator, device)
-        bank = model.encode_reference(reference * keep_reference[:, None, None, None])
+        bank = model.encode_conditions(reference * keep_reference[:, None, None, None],
+                                       motion_latents * keep_reference[:, None, None, None, None])
         tokens = model.encode_audio(audio, clean.shape[1]) * keep_audio[:, None, None, None]
-        prediction = model(torch.cat([motion_latents, noisy], 1), timesteps, tokens, bank)[:, motion:]
+        prediction = model(noisy, timesteps, tokens, bank)
         return (prediction.float() - noise.float()).pow(2).flatten(1).mean(1)
 
 

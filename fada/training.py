@@ -36,6 +36,7 @@ class TrainingRunConfig:
     drop_audio_rate: float = 0.1   # → ε(r,∅)
     drop_both_rate: float = 0.05   # → ε(∅,∅)
     motion_drop_rate: float = 0.1
+    motion_noise: float = 0.2      # σ_max of the motion frames' noise augmentation (fada.motion_frames)
     mixed_precision: str = "no"    # no | bf16 | fp16
     gradient_checkpointing: bool = False
     ema_decay: float = 0.9999
@@ -154,18 +155,16 @@ class WindowStream:
 def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Generator, dtype=torch.float32):
     """(latents (B, M+F, C, h, w), reference latents (B, C, h, w), audio (B, samples)) of a reader batch.
 
-    The reference image is a frame of the window drawn per sample (DESIGN.md §3: any frame of the clip).
+    The reference image is the reader's, a frame outside the window (DESIGN.md §3, `shards.reader`), as at
+    inference; ``generator`` is not used (kept for the training loops' call).
     """
     from shards.reader import to_unit_range
 
-    clip = to_unit_range(torch.cat([batch["motion_frames"], batch["frames"]], 1), device)  # uint8 or [-1, 1]
+    clip = to_unit_range(torch.cat([batch["motion_frames"], batch["frames"], batch["reference"][:, None]], 1), device)
     batch_size, frames = clip.shape[:2]
     latents = codec.encode(clip.flatten(0, 1)).view(batch_size, frames, -1, *codec_latent_hw(codec)).to(dtype)
-    motion = batch["motion_frames"].shape[1]
-    picks = torch.randint(motion, frames, (batch_size,), generator=generator, device=device)
-    reference = latents[torch.arange(batch_size, device=device), picks]
     audio = batch["audio"].to(device)
-    return latents, reference, audio
+    return latents[:, :-1], latents[:, -1], audio
 
 
 def codec_latent_hw(codec) -> tuple[int, int]:

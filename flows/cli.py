@@ -67,7 +67,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 # What `fada demo --out DIR` writes, relative to DIR (prefect.yaml's form defaults point here).
 DEMO_LAYOUT = {"manifest": "sources/manifest.yaml", "data": "data", "teacher": "teacher", "portrait": "portrait.png",
-               "speech": "speech.wav"}
+               "speech": "speech.wav", "student": "student"}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -92,30 +92,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         view, _, _ = refilter_aliased(data, load_profile(name), alias=name, exclude_split="test", wait=args.wait)
         print("\n" + format_view_summary(view) + f"\n  alias {name!r} → {view['name']}")
     if args.teacher_steps > 0:
-        demo_teacher(out, args.teacher_steps, quiet=args.quiet)
+        demo_teacher(out, args.teacher_steps, args.student_steps, quiet=args.quiet)
     return 0
 
 
-def demo_teacher(out: Path, steps: int, *, quiet: bool) -> None:
-    """Train a tiny teacher on the demo's strict view and generate one video from the astronaut portrait."""
+def demo_teacher(out: Path, steps: int, student_steps: int, *, quiet: bool) -> None:
+    """Train a tiny teacher and distil a fast student on the demo's views, then generate the same speech with
+    both from the astronaut portrait (`fada.demo`)."""
     from PIL import Image
     from skimage import data as sample_images
 
-    from fada.config import load_config
-    from fada.pipeline import FadaPipeline
-    from fada.train_teacher import train_teacher
+    from fada.demo import demo_models
     from filters.synthetic import SpeakerSpec, render_sidecar_audio
 
     portrait, speech = out / DEMO_LAYOUT["portrait"], out / DEMO_LAYOUT["speech"]
-    result = train_teacher(out / DEMO_LAYOUT["data"], "strict", load_config("tiny"), steps, out / DEMO_LAYOUT["teacher"],
-                           progress=not quiet)
-    print(f"\nteacher: {steps} steps on view 'strict', last loss {result.final_loss:.4f} → {result.checkpoint}")
     Image.fromarray(sample_images.astronaut()).save(portrait)
     render_sidecar_audio(SpeakerSpec(seed=7, duration_s=2.0), speech, rate=44100, channels=2)
-    video = FadaPipeline.from_checkpoint(result.checkpoint, "teacher", output_size=128).generate(
-        portrait, speech, out / "generated.mp4", progress=not quiet)
-    print(f"generated {video.path}: {video.frames} frames, NFE-D {video.nfe_per_clip:g} per clip, "
-          f"{video.seconds_per_video_second:.1f} s per video second")
+    demo_models(out / DEMO_LAYOUT["data"], out, teacher_dir=out / DEMO_LAYOUT["teacher"],
+                student_dir=out / DEMO_LAYOUT["student"], teacher_steps=steps, student_steps=student_steps,
+                portrait=portrait, speech=speech, progress=not quiet)
 
 
 def cmd_refilter(args: argparse.Namespace) -> int:
@@ -269,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo_p = sub.add_parser("demo", help="generate synthetic speakers and ingest them")
     demo_p.add_argument("--out", default="demo-data", help="demo directory")
     demo_p.add_argument("--teacher-steps", type=int, default=300, help="tiny-teacher training steps (0: data only)")
+    demo_p.add_argument("--student-steps", type=int, default=150, help="fast-student distillation steps")
     add_run_options(demo_p)
     demo_p.set_defaults(func=cmd_demo)
 

@@ -3,9 +3,16 @@
 Each sample of a shard is ``KEY.mp4`` (H.264, 25 fps, video only), ``KEY.wav`` (16 kHz mono PCM16, 640
 samples per frame, sample 0 = frame 0) and ``KEY.json`` (the clip's record). `ClipWindowDataset` keeps the
 view's keys only, decodes the mp4 with decord and yields windows of ``n_frames`` frames, the
-``n_motion_frames`` frames just before them (DESIGN.md §3: the denoising net continues from them) and the
-audio samples of exactly the window's frames (plus ``audio_context_frames`` frames on each side, zero past the
-clip's ends, for audio encoders that look at neighbouring frames).
+``n_motion_frames`` frames just before them (DESIGN.md §3: the denoising net continues from them), a
+reference frame and the audio samples of exactly the window's frames (plus ``audio_context_frames`` frames on
+each side, zero past the clip's ends, for audio encoders that look at neighbouring frames).
+
+The reference frame is drawn outside the window and its motion frames (DESIGN.md §3), as at inference, where
+the portrait is not one of the frames being generated: a frame of the same clip outside
+[start − n_motion_frames, start + n_frames), uniform, seeded by (seed, epoch, key, start) (`reference_index`).
+A clip too short to have such a frame (exactly ``n_motion_frames + n_frames`` usable frames) borrows a frame
+of the last clip of the same ``source_id`` this reader decoded (it remembers one frame for each of the
+``REFERENCE_SOURCES`` most recent sources); when there is none it is skipped as ``no_reference_outside_window``.
 
 The pipeline, one epoch (all stages are WebDataset stages or plain generators over its samples):
 
@@ -32,7 +39,9 @@ main process (``num_workers=0``) to read totals from ``dataset.stats``. Reasons:
   as ``missing_member``;
 * ``bad_record``, ``bad_audio``, ``bad_video`` — json that is not a 25-fps record, wav that is undecodable
   or not 16 kHz mono, undecodable mp4;
-* ``too_short_for_window`` — fewer frames (with audio) than ``n_motion_frames + n_frames``.
+* ``too_short_for_window`` — fewer frames (with audio) than ``n_motion_frames + n_frames``;
+* ``no_reference_outside_window`` — exactly that many, and no earlier clip of its source to take a reference
+  frame from (see above).
 
 ``samples`` and ``windows`` count what was yielded.
 """
@@ -43,6 +52,7 @@ import io
 import json
 import os
 import random
+from collections import OrderedDict
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -54,6 +64,8 @@ from webdataset.tariterators import group_by_keys
 from filters.media_contract import AUDIO_RATE, FPS, SAMPLES_PER_FRAME
 from shards.shard_writer import SAMPLE_EXTENSIONS
 from shards.tar_members import MAX_MEMBER_BYTES, ReaderStats, TarMembers
+
+REFERENCE_SOURCES = 64  # sources whose last decoded frame a too-short clip may borrow as its reference
 
 
 class BadSample(Exception):
@@ -104,6 +116,17 @@ def window_starts(seed: int, epoch: int, key: str, first: int, last: int, count:
     return sorted(rng.sample(candidates, min(count, len(candidates))))
 
 
+def reference_index(seed: int, epoch: int, key: str, start: int, n_motion_frames: int, n_frames: int,
+                    n_usable: int) -> int | None:
+    """The reference frame of the window at ``start``: uniform over the clip's frames outside
+    [start − n_motion_frames, start + n_frames), a function of (seed, epoch, key, start); None if there is none."""
+    before, after = start - n_motion_frames, n_usable - (start + n_frames)
+    if before + after <= 0:
+        return None
+    pick = random.Random(f"{seed}:{epoch}:{key}:{start}:reference").randrange(before + after)
+    return pick if pick < before else pick + n_motion_frames + n_frames
+
+
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(T, H, W, 3) uint8 → (T, 3, H, W) float32 in [-1, 1]."""
     tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).to(torch.float32)
@@ -130,7 +153,10 @@ def collate_windows(windows: list[dict]) -> dict:
         "frames": torch.stack([w["frames"] for w in windows]),
         "motion_frames": torch.stack([w["motion_frames"] for w in windows]),
         "audio": torch.stack([w["audio"] for w in windows]),
+        "reference": torch.stack([w["reference"] for w in windows]),
         "start_frame": torch.tensor([w["start_frame"] for w in windows]),
+        "reference_frame": torch.tensor([w["reference_frame"] for w in windows]),
+        "reference_key": [w["reference_key"] for w in windows],
         "key": [w["key"] for w in windows],
         "record": [w["record"] for w in windows],
     }
@@ -167,6 +193,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
         self.uint8_frames = uint8_frames
         self.rank, self.world_size = resolve_rank(rank, world_size)
         self.stats = ReaderStats()
+        self.recent_frames: OrderedDict[str, tuple[str, int, np.ndarray]] = OrderedDict()  # source → (key, index, frame)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose shard order, sample order and window starts the next iteration uses."""
@@ -178,6 +205,7 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
     def pipeline(self) -> wds.DataPipeline:
         """The WebDataset pipeline of one epoch, for this rank and (when called in one) this worker."""
         shuffling = self.shuffle_buffer > 0
+        self.recent_frames.clear()  # an epoch's borrowed references depend on that epoch's stream only (resume)
         stages = [
             wds.SimpleShardList(sorted(self.keys_by_url), seed=self.seed + self.epoch if shuffling else None),
             self._split_by_rank,
@@ -225,11 +253,25 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
         if last < self.n_motion_frames:
             raise BadSample("too_short_for_window", f"{n_usable} usable frames < {self.n_motion_frames} + {self.n_frames}")
         starts = window_starts(self.seed, self.epoch, key, self.n_motion_frames, last, self.windows_per_clip)
-        frames = decode_frames(video, starts, self.n_motion_frames, self.n_frames)
-        return [self._window(key, record, audio, frames, start) for start in starts]
+        picks = [reference_index(self.seed, self.epoch, key, start, self.n_motion_frames, self.n_frames, n_usable)
+                 for start in starts]
+        source = str(record.get("source_id") or key)
+        borrowed = self.recent_frames.get(source) if None in picks else None
+        if None in picks and borrowed is None:
+            raise BadSample("no_reference_outside_window",
+                            f"{n_usable} usable frames leave none outside the window, and no other clip of its source")
+        frames = decode_frames(video, starts, self.n_motion_frames, self.n_frames, extra=[i for i in picks if i is not None])
+        references = [(key, i, frames[i]) if i is not None else borrowed for i in picks]
+        if None not in picks:
+            self.recent_frames[source] = references[0]
+            self.recent_frames.move_to_end(source)
+            while len(self.recent_frames) > REFERENCE_SOURCES:
+                self.recent_frames.popitem(last=False)
+        return [self._window(key, record, audio, frames, start, reference) for start, reference in zip(starts, references)]
 
-    def _window(self, key: str, record: dict, audio: np.ndarray, frames: dict[int, np.ndarray], start: int) -> dict:
-        clip = np.stack([frames[i] for i in range(start - self.n_motion_frames, start + self.n_frames)])
+    def _window(self, key: str, record: dict, audio: np.ndarray, frames: dict[int, np.ndarray], start: int,
+                reference: tuple[str, int, np.ndarray]) -> dict:
+        clip = np.stack([frames[i] for i in range(start - self.n_motion_frames, start + self.n_frames)] + [reference[2]])
         clip = to_uint8_tensor(clip) if self.uint8_frames else to_tensor(clip)
         samples = audio_span(audio, start - self.audio_context_frames, start + self.n_frames + self.audio_context_frames)
         return {
@@ -237,7 +279,10 @@ class ClipWindowDataset(torch.utils.data.IterableDataset):
             "start_frame": start,
             "record": record,
             "motion_frames": clip[:self.n_motion_frames],
-            "frames": clip[self.n_motion_frames:],
+            "frames": clip[self.n_motion_frames:-1],
+            "reference": clip[-1],
+            "reference_key": reference[0],
+            "reference_frame": reference[1],
             "audio": torch.from_numpy(samples),
         }
 
@@ -286,11 +331,12 @@ def open_video(data: bytes, frame_size: tuple[int, int] | None):
         raise BadSample("bad_video", f"mp4: {str(exn)[:200]}") from exn
 
 
-def decode_frames(video, starts: list[int], n_motion_frames: int, n_frames: int) -> dict[int, np.ndarray]:
-    """Frame index → (H, W, 3) uint8 for every frame the windows at `starts` need, decoded in one pass."""
+def decode_frames(video, starts: list[int], n_motion_frames: int, n_frames: int, extra=()) -> dict[int, np.ndarray]:
+    """Frame index → (H, W, 3) uint8 for every frame the windows at `starts` need (and the ``extra`` ones),
+    decoded in one pass."""
     import decord
 
-    indices = sorted({i for start in starts for i in range(start - n_motion_frames, start + n_frames)})
+    indices = sorted({i for start in starts for i in range(start - n_motion_frames, start + n_frames)} | set(extra))
     try:
         batch = video.get_batch(indices).asnumpy()
     except (RuntimeError, decord.DECORDError) as exn:

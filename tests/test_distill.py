@@ -50,12 +50,13 @@ def teacher(data_dir, tmp_path_factory):
 def model_inputs(model: FadaModel, batch: int = 2, frames: int = NUM_FRAMES):
     generator = torch.Generator().manual_seed(1)
     m, context = model.config.num_motion_frames, model.audio_context_frames
-    latents = torch.randn(batch, m + frames, 3, 32, 32, generator=generator)
+    latents = torch.randn(batch, frames, 3, 32, 32, generator=generator)
+    motion = torch.randn(batch, m, 3, 32, 32, generator=generator)
     reference = torch.randn(batch, 3, 32, 32, generator=generator)
     audio = torch.randn(batch, (frames + 2 * context) * 640, generator=generator) * 0.1
     timesteps = torch.tensor([999, 400])[:batch]
     scales = (torch.tensor([6.5, 4.0])[:batch], torch.tensor([2.0, 3.0])[:batch])
-    return latents, reference, audio, timesteps, scales
+    return latents, motion, reference, audio, timesteps, scales
 
 
 @pytest.mark.parametrize("variant", CFG_VARIANTS)
@@ -66,10 +67,10 @@ def test_fresh_student_reproduces_the_teacher(variant):
     for parameter in teacher.parameters():  # no zero-initialised layer left in the teacher
         parameter.add_(torch.randn_like(parameter) * 0.02)
     student = student_from_teacher(teacher, variant).eval()
-    latents, reference, audio, timesteps, scales = model_inputs(teacher)
+    latents, motion, reference, audio, timesteps, scales = model_inputs(teacher)
 
     def eps(model, cfg_scales):
-        return model(latents, timesteps, model.encode_audio(audio, NUM_FRAMES), model.encode_reference(reference),
+        return model(latents, timesteps, model.encode_audio(audio, NUM_FRAMES), model.encode_conditions(reference, motion),
                      cfg_scales=cfg_scales)
 
     expected = eps(teacher, None)
@@ -100,6 +101,7 @@ def test_config_is_strict():
 
 
 def test_one_step_gives_a_student_the_pipeline_runs_in_both_modes(data_dir, teacher, tmp_path):
+    from fada.motion_frames import no_motion
     from fada.pipeline import FadaPipeline
 
     out = tmp_path / "student"
@@ -117,7 +119,7 @@ def test_one_step_gives_a_student_the_pipeline_runs_in_both_modes(data_dir, teac
     assert pipe.clip_frames == NUM_FRAMES and pipe.model.config.cfg_variant == "layer-tokens"
     reference = torch.zeros(1, 3, 32, 32)
     bank_one, _ = pipe.reference_banks(reference)
-    motion = reference[:, None].repeat(1, 2, 1, 1, 1)
+    motion = no_motion(reference, 2)
     audio = torch.zeros((NUM_FRAMES + 2 * pipe.model.audio_context_frames) * 640)
     pipe.nfe.reset()
     latents = pipe.denoise_clip(motion, audio, bank_one, torch.Generator().manual_seed(0))

@@ -48,12 +48,14 @@ def test_teacher_passes_are_r_a_then_r_then_none_combined_with_eq_9(models):
 
     schedule, index = objective.schedule, objective.schedule.timestep_index(t_s)
     tokens = teacher.encode_audio(audio, FRAMES)
-    bank_r, bank_none = teacher.encode_reference(reference), teacher.encode_reference(torch.zeros_like(reference))
-    x = torch.cat([motion, z_s], 1)
+    # reference and motion frames through the reference net; ε(∅,∅) drops both
+    bank_r = teacher.encode_conditions(reference, motion)
+    bank_none = teacher.encode_conditions(torch.zeros_like(reference), torch.zeros_like(motion))
+    x = z_s
     with torch.no_grad():
-        eps_ra = teacher(x, index, tokens, bank_r)[:, MOTION:]
-        eps_r = teacher(x, index, torch.zeros_like(tokens), bank_r)[:, MOTION:]
-        eps_none = teacher(x, index, torch.zeros_like(tokens), bank_none)[:, MOTION:]
+        eps_ra = teacher(x, index, tokens, bank_r)
+        eps_r = teacher(x, index, torch.zeros_like(tokens), bank_r)
+        eps_none = teacher(x, index, torch.zeros_like(tokens), bank_none)
     eps = multi_cfg(eps_ra, eps_r, eps_none, s_r=s_r, s_a=s_a)
     a_s = schedule.alpha_bar(t_s).reshape(-1, 1, 1, 1, 1)
     a_e = schedule.alpha_bar(t_e).reshape(-1, 1, 1, 1, 1)
@@ -66,8 +68,8 @@ def test_teacher_passes_are_r_a_then_r_then_none_combined_with_eq_9(models):
 
 def test_losses_targets_and_gt_branch_by_hand(models):
     teacher, student = models
-    config = DistillConfig(num_frames=FRAMES, solver_steps_per_window=1, motion_drop_rate=0.0, loss_mode="fixed",
-                           lambda_gt=0.25)
+    config = DistillConfig(num_frames=FRAMES, solver_steps_per_window=1, motion_drop_rate=0.0, motion_noise=0.0,
+                           loss_mode="fixed", lambda_gt=0.25)
     objective = DistillObjective(student, teacher, config)
     latents, reference, audio = _batch(student)
     out = objective(latents, reference, audio, torch.Generator().manual_seed(7))
@@ -93,14 +95,14 @@ def test_losses_targets_and_gt_branch_by_hand(models):
     z_gt = gt_window_end(x0, noise, a_e)
     torch.testing.assert_close(eps_target(z_s, z_gt, a_s, a_e), noise, atol=1e-4, rtol=1e-4)  # GT target is ε (step 6)
 
-    bank = student.encode_reference(reference)
+    bank = student.encode_conditions(reference, motion)
     tokens = student.encode_audio(audio, FRAMES)
     timestep = schedule.model_timestep(t)  # N·t, as PeRFlow feeds its student
 
     def student_loss(z_end, scales):
-        x = torch.cat([motion, line_point(z_s, z_end, t, t_s, t_e)], 1)
+        x = line_point(z_s, z_end, t, t_s, t_e)
         with torch.no_grad():
-            pred = student(x, timestep, tokens, bank, cfg_scales=scales)[:, MOTION:]
+            pred = student(x, timestep, tokens, bank, cfg_scales=scales)
         return (pred - eps_target(z_s, z_end, a_s, a_e)).pow(2).flatten(1).mean(1)
 
     l_distill = student_loss(z_e, (s_a, s_r))

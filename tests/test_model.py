@@ -21,54 +21,60 @@ def tiny_model(seed: int = 0, **overrides) -> FadaModel:
 
 def inputs(model: FadaModel, seed: int = 1, batch: int = 2):
     generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(batch, MOTION + FRAMES, 3, 32, 32, generator=generator)
+    latents = torch.randn(batch, FRAMES, 3, 32, 32, generator=generator)
+    motion = torch.randn(batch, MOTION, 3, 32, 32, generator=generator)
     reference = torch.randn(batch, 3, 32, 32, generator=generator)
     audio = pad_context(torch.randn(batch, FRAMES * SAMPLES_PER_FRAME, generator=generator) * 0.1, 2)
-    return latents, reference, audio
+    return latents, motion, reference, audio
 
 
-def predict(model: FadaModel, latents, reference, audio, timesteps=(10, 700)):
+def predict(model: FadaModel, latents, motion, reference, audio, timesteps=(10, 700)):
     with torch.no_grad():
-        bank = model.encode_reference(reference)
+        bank = model.encode_conditions(reference, motion)
         tokens = model.encode_audio(audio, FRAMES)
         return model(latents, torch.tensor(timesteps), tokens, bank)
 
 
-def test_forward_shapes_and_motion_frames_condition_the_output():
+def test_forward_shapes_and_motion_frames_condition_the_output_through_the_reference_net():
     model = tiny_model().eval()
-    latents, reference, audio = inputs(model)
-    out = predict(model, latents, reference, audio)
-    assert out.shape == latents.shape
+    latents, motion, reference, audio = inputs(model)
+    out = predict(model, latents, motion, reference, audio)
+    assert out.shape == latents.shape  # the F denoised frames only: motion frames are not in the sequence
     tokens = model.encode_audio(audio, FRAMES)
     assert tokens.shape == (2, FRAMES, 4, 64)
-    # temporal attention starts at zero: perturbing a motion frame changes nothing until it is trained …
-    moved = latents.clone()
-    moved[:, 0] += 1.0
-    assert torch.allclose(predict(model, moved, reference, audio)[:, MOTION:], out[:, MOTION:], atol=1e-5)
-    # … and once its output projection is non-zero, the denoised frames depend on the motion frames.
-    for block in model.denoising_net.modules():
-        if hasattr(block, "temporal_attn"):
-            torch.nn.init.normal_(block.temporal_attn.to_out[0].weight, std=0.2)
-    assert not torch.allclose(predict(model, moved, reference, audio)[:, MOTION:],
-                              predict(model, latents, reference, audio)[:, MOTION:], atol=1e-4)
+    with torch.no_grad():
+        reference_bank, motion_bank = model.encode_reference(reference), model.encode_motion(motion)
+        joined = model.encode_conditions(reference, motion)
+    assert len(joined) == model.num_blocks
+    for index, features in joined.items():  # per block: the reference's N tokens, then each motion frame's N
+        n = reference_bank[index].shape[1]
+        assert features.shape == (2, (1 + MOTION) * n, reference_bank[index].shape[2])
+        assert motion_bank[index].shape == (2, MOTION * n, features.shape[2])
+        torch.testing.assert_close(features, torch.cat([reference_bank[index], motion_bank[index]], 1))
+    assert model.encode_motion(motion[:, :0]) == {}
+    # the motion frames reach the denoised frames through spatial attention at once (nothing zero-initialised
+    # in that path, unlike the temporal layers), and each of them counts
+    moved = motion.clone()
+    moved[:, 1] += 1.0
+    assert not torch.allclose(predict(model, latents, moved, reference, audio), out, atol=1e-4)
 
 
 def test_reference_and_audio_change_the_prediction():
     model = tiny_model().eval()
-    latents, reference, audio = inputs(model)
-    out = predict(model, latents, reference, audio)
-    assert not torch.allclose(out, predict(model, latents, reference.flip(0), audio), atol=1e-4)
-    assert not torch.allclose(out, predict(model, latents, reference, audio.flip(0)), atol=1e-5)
+    latents, motion, reference, audio = inputs(model)
+    out = predict(model, latents, motion, reference, audio)
+    assert not torch.allclose(out, predict(model, latents, motion, reference.flip(0), audio), atol=1e-4)
+    assert not torch.allclose(out, predict(model, latents, motion, reference, audio.flip(0)), atol=1e-5)
 
 
 def test_save_and_load_give_identical_outputs(tmp_path):
     model = tiny_model().eval()
-    latents, reference, audio = inputs(model)
+    latents, motion, reference, audio = inputs(model)
     model.save_pretrained(tmp_path / "model", safe_serialization=True)
     assert (tmp_path / "model" / "diffusion_pytorch_model.safetensors").is_file()
     assert (tmp_path / "model" / "config.json").is_file()
     loaded = FadaModel.from_pretrained(tmp_path / "model", use_safetensors=True).eval()
-    assert torch.equal(predict(model, latents, reference, audio), predict(loaded, latents, reference, audio))
+    assert torch.equal(predict(model, latents, motion, reference, audio), predict(loaded, latents, motion, reference, audio))
 
 
 def test_initialises_from_a_local_sd15_directory(tmp_path):
@@ -111,14 +117,15 @@ def test_wav2vec2_encoder_loads_from_a_local_directory(tmp_path):
     assert torch.equal(model.audio_encoder.wav2vec2.encoder.layers[0].attention.q_proj.weight,
                        pretrained.encoder.layers[0].attention.q_proj.weight)
     assert not any(p.requires_grad for p in model.audio_encoder.wav2vec2.parameters())
-    _, _, audio = inputs(model)
+    audio = inputs(model)[3]
     assert model.encode_audio(audio, FRAMES).shape == (2, FRAMES, 2, 64)
 
 
 def test_tiny_model_overfits_a_fixed_batch():
-    """Same batch, noise, timesteps and dropout every step: the ε loss falls by a large factor."""
+    """Same batch, noise, timesteps and dropout every step: the ε loss falls by a large factor (fitting
+    capacity; the motion-frame noise augmentation is off, it is tested in test_motion_frames)."""
     model = tiny_model()
-    objective = TeacherObjective(model, TeacherTrainConfig(num_frames=2))
+    objective = TeacherObjective(model, TeacherTrainConfig(num_frames=2, motion_noise=0.0))
     generator = torch.Generator().manual_seed(5)
     latents = torch.rand(1, MOTION + 2, 3, 32, 32, generator=generator) * 2 - 1
     audio = torch.randn(1, (2 + 4) * SAMPLES_PER_FRAME, generator=generator) * 0.1
