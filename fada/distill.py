@@ -52,9 +52,6 @@ from fada.train_teacher import TrainResult, drop_masks, export_ema, view_lineage
 from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
                            wrap_distributed)
 
-DEFAULT_VIEW = "lenient"  # DESIGN.md §2: the student is distilled on the lenient selection
-
-
 @dataclass
 class DistillConfig(TrainingRunConfig):
     """The ``distill`` section: the shared keywords (`fada.training.TrainingRunConfig`; ``num_frames`` =

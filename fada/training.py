@@ -18,8 +18,6 @@ from pathlib import Path
 
 import torch
 
-from fada.audio_encoder import SAMPLES_PER_FRAME
-
 
 @dataclass
 class TrainingRunConfig:
@@ -174,12 +172,6 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
 def codec_latent_hw(codec, clip: torch.Tensor) -> tuple[int, int]:
     side = codec.size if codec.kind == "pixel" else codec.size // 8
     return side, side
-
-
-def check_audio_length(audio: torch.Tensor, num_frames: int, context_frames: int) -> None:
-    expected = (num_frames + 2 * context_frames) * SAMPLES_PER_FRAME
-    if audio.shape[1] != expected:
-        raise ValueError(f"audio has {audio.shape[1]} samples; {num_frames} frames with ±{context_frames} need {expected}")
 
 
 def ema_init(model: torch.nn.Module) -> dict:
