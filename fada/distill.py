@@ -269,11 +269,10 @@ def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.Pa
     meta = {"kind": "student", **lineage, "config": student_config(teacher_config, train),
             "teacher": {"path": str(teacher_dir.resolve()), **teacher_lineage}}
 
-    def start_from_init_student() -> dict | None:
-        if init_student is None:
-            return None
+    def start_from_init_student() -> dict:
         return {"init_student": _init_from_student(student, init_student, str(teacher_dir.resolve()), runtime.device)}
 
     return fit(DistillObjective(student, teacher_model, train), model=student, codec=codec, data_dir=data_dir,
                view=lineage["view"], config=train, runtime=runtime, steps=steps, out_dir=out_dir, meta=meta,
-               scheduler=make_scheduler("fast", num_time_windows=train.num_windows), desc="distill", progress=progress, on_fresh_start=start_from_init_student)
+               scheduler=make_scheduler("fast", num_time_windows=train.num_windows), desc="distill",
+               progress=progress, on_fresh_start=start_from_init_student if init_student is not None else None)
