@@ -170,14 +170,14 @@ def tiny_runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def speech_inputs(tmp_path_factory):
-    """A portrait PNG and 0.2 s of speech-like audio (5 frames: clips of 2, 2 and 1)."""
+    """A portrait PNG (a face, as generation needs) and 0.2 s of speech-like audio (5 frames: clips of 2, 2, 1)."""
     import numpy as np
     import soundfile
     from PIL import Image
+    from skimage import data as sample_images
 
     root = tmp_path_factory.mktemp("inputs")
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(root / "portrait.png")
+    Image.fromarray(sample_images.astronaut()).save(root / "portrait.png")
     t = np.arange(3200) / 16_000
     soundfile.write(root / "speech.wav", (0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))), 16_000)
     return root / "portrait.png", root / "speech.wav"
