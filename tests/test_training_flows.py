@@ -114,23 +114,27 @@ def test_prefect_deploy_computes_the_same_parameter_schema_from_source():
 
 
 def test_distill_flow_exposes_the_parameters_of_fada_distill():
+    """Through argparse's public interface: what `fada distill` parses, its defaults and the choices it accepts."""
     import argparse
     import inspect
 
     from flows.cli_model import add_model_commands
 
     parser = argparse.ArgumentParser()
-    add_model_commands(parser.add_subparsers())
-    distill = parser._subparsers._group_actions[0].choices["distill"]
-    cli = {a.dest: a for a in distill._actions if a.dest != "help"}
+    add_model_commands(parser.add_subparsers(dest="command"))
+    required = ["distill", "--data", "d", "--teacher", "t", "--steps", "1", "--out", "o"]
+    parsed = vars(parser.parse_args(required))
     flow_params = inspect.signature(training_flows.distill_student_flow.fn).parameters
-    renamed = {"data": "data_dir", "out": "out_dir", "set": "overrides", "quiet": None}
-    assert {renamed.get(d, d) for d in cli} - {None} <= set(flow_params)
-    assert [m.value for m in training_flows.LossMode] == list(cli["loss"].choices)
-    assert [m.value for m in training_flows.CfgVariant] == list(cli["cfg"].choices)
-    assert flow_params["loss"].default.value == cli["loss"].default
-    assert flow_params["cfg"].default.value == cli["cfg"].default
-    assert flow_params["view"].default == cli["view"].default
+    renamed = {"data": "data_dir", "out": "out_dir", "set": "overrides", "quiet": None, "command": None, "func": None}
+    assert {renamed.get(d, d) for d in parsed} - {None} <= set(flow_params)
+    for name in ("loss", "cfg", "view"):
+        default = flow_params[name].default
+        assert parsed[name] == getattr(default, "value", default), name
+    for name, enum in (("loss", training_flows.LossMode), ("cfg", training_flows.CfgVariant)):
+        for member in enum:  # every value the flow takes, the CLI takes, and nothing else
+            assert vars(parser.parse_args(required + [f"--{name}", member.value]))[name] == member.value
+        with pytest.raises(SystemExit):
+            parser.parse_args(required + [f"--{name}", "no-such-value"])
 
 
 # --- the flows on a temporary Prefect server, running the library on tiny real runs ----------------------
