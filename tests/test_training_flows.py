@@ -231,14 +231,15 @@ def test_distill_flow_runs_the_library_like_the_cli_and_caches(prefect_api, tiny
 def test_generate_flow_writes_the_video_and_publishes_its_nfe(prefect_api, tiny_runs, speech_inputs, tmp_path, run, mode, nfe):
     import asyncio
 
-    from decord import VideoReader
+    import av
 
     portrait, speech = speech_inputs
     state = training_flows.generate_flow(ckpt=tiny_runs[run], image=portrait, audio=speech, out=tmp_path / "out.mp4",
                                          mode=mode, size=48, device="cpu", return_state=True)
     result = state.result()
     assert result["clips"] == 3 and result["nfe_per_clip"] == nfe and result["nfe_total"] == 3 * nfe
-    video = VideoReader(str(tmp_path / "out.mp4"))
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(video) == 5 == result["frames"] and video[0].shape == (48, 48, 3)
     assert result["seconds_per_video_second"] == pytest.approx(result["seconds"] / (5 / 25))
     artifact = asyncio.run(_artifacts(state.state_details.flow_run_id))["generate-out"]
