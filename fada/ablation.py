@@ -12,7 +12,7 @@ Variants with identical settings (adaptive 0.25 = layer-tokens) are trained once
 
 Per student and mode (fast: 6 steps × 1 pass; balanced: 6 steps × 3 passes with eq. 9), on ``eval_clips``
 fixed windows of the view, each generated clip by clip from its first frame (portrait) and its audio exactly
-as `FadaPipeline` does, with the same generator seed as the teacher's 25-step DDIM × 3 passes run:
+by `FadaPipeline`'s sampling loop, with the same generator seed as the teacher's 25-step DDIM × 3 passes run:
 
 * latent MSE and PSNR against the teacher's latents (PSNR peak: 2 for the pixel codec's [-1, 1] latents, the
   teacher latents' range for a VAE);
@@ -135,31 +135,15 @@ def eval_clips(data_dir, view: str, *, count: int, frames: int, size: int, conte
 
 @torch.no_grad()
 def generate_latents(pipe, clip: EvalClip, seed: int) -> tuple[torch.Tensor, float]:
-    """(latents (T, C, h, w), NFE-D per clip) of one eval video, clip by clip as `FadaPipeline.frames` does."""
-    from fada.motion_frames import no_motion
-
-    model, codec, device = pipe.model, pipe.codec, pipe.device
-    motion_frames, context = model.config.num_motion_frames, model.audio_context_frames
-    reference = codec.encode(clip.portrait[None].to(device)).to(pipe.dtype)
-    bank_one, bank_cfg = pipe.reference_banks(reference)
-    bank = bank_cfg if pipe.passes == 3 else bank_one
-    motion = no_motion(reference, motion_frames)
-    generator = torch.Generator(device).manual_seed(seed)
-    n_clips = len(clip.frames) // pipe.clip_frames
+    """(latents (T, C, h, w), NFE-D per clip) of one eval video: `FadaPipeline.latent_clips` over the window's
+    clips, each with its audio and the real audio around it as context."""
+    frames, context = pipe.clip_frames, pipe.model.audio_context_frames
+    n_clips = len(clip.frames) // frames
+    clips = [(c * frames, clip.audio[c * frames * SAMPLES_PER_FRAME:((c + 1) * frames + 2 * context) * SAMPLES_PER_FRAME])
+             for c in range(n_clips)]
     pipe.nfe.reset()
-    out = []
-    for c in range(n_clips):
-        first, end = c * pipe.clip_frames, (c + 1) * pipe.clip_frames + 2 * context
-        audio = clip.audio[first * SAMPLES_PER_FRAME:end * SAMPLES_PER_FRAME]
-        latents = pipe.denoise_clip(motion, audio, bank, generator)
-        motion = latents[:, -motion_frames:]
-        out.append(latents[0])
-    return torch.cat(out).float().cpu(), pipe.nfe.total / n_clips
-
-
-def decoded_frames(codec, latents: torch.Tensor, size: int) -> np.ndarray:
-    images = codec.decode(latents, size)
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    latents = [clip_latents[0] for _, clip_latents in pipe.latent_clips(clip.portrait[None], clips, seed=seed)]
+    return torch.cat(latents).float().cpu(), pipe.nfe.total / n_clips
 
 
 def sync_score(metric, frames: np.ndarray, audio: np.ndarray) -> tuple[float, float, str]:
@@ -208,7 +192,7 @@ class Evaluator:
             clip_latents, clip_nfe = generate_latents(pipe, clip, self.seed)
             latents.append(clip_latents)
             nfe.append(clip_nfe)
-            frames = decoded_frames(pipe.codec, clip_latents.to(pipe.device, pipe.dtype), self.output_size)
+            frames = pipe.decode_frames(clip_latents.to(pipe.device, pipe.dtype), self.output_size)
             scores.append(sync_score(self.metric, frames, self._audio(clip, len(frames))))
         if self.reference is None:  # `teacher` is scoring
             self.reference = latents

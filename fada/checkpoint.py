@@ -1,8 +1,11 @@
 """Checkpoints on disk: inference checkpoints (what `fada generate` loads) and training states (exact resume).
 
-An **inference checkpoint** directory holds ``model/`` (FadaModel config.json + safetensors), ``codec/`` and
-``fada.json``: the kind (teacher or student), the full configuration (sampling defaults included) and the
-lineage (data directory, view, shards read, steps, teacher for a student). A **training state**
+An **inference checkpoint** directory holds ``model/`` (FadaModel config.json + safetensors), ``codec/``,
+``scheduler/scheduler_config.json`` (the scheduler it samples with, as a diffusers pipeline carries it: DDIM
+with SD1.5's settings for a teacher, `PeRFlowScheduler` with the student's windows for a student;
+`fada.pipeline.checkpoint_scheduler` builds it back) and ``fada.json``: the kind (teacher or student), the
+full configuration (its ``sample`` section: the sampling defaults) and the lineage (data directory, view,
+shards read, steps, teacher for a student). A **training state**
 ``checkpoints/step-NNNNNNN/`` adds the raw weights, EMA weights (safetensors), optimizer and LR-scheduler
 state (loaded with ``weights_only=True``), RNG state and the data position.
 
@@ -23,6 +26,7 @@ from fada.codec import load_codec
 from fada.model import FadaModel
 
 META_FILE = "fada.json"
+SCHEDULER_DIR = "scheduler"
 STATE_PREFIX = "step-"
 
 
@@ -42,13 +46,16 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def save_inference_checkpoint(directory: str | os.PathLike, model: FadaModel, codec, meta: dict) -> Path:
+def save_inference_checkpoint(directory: str | os.PathLike, model: FadaModel, codec, meta: dict, scheduler=None) -> Path:
+    """Write the checkpoint; ``scheduler`` (a diffusers-style scheduler) goes to ``scheduler/`` with its config."""
     directory = Path(directory)
     tmp = directory.with_name(directory.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save_pretrained(tmp / "model", safe_serialization=True)
     codec.save(tmp / "codec")
+    if scheduler is not None:
+        scheduler.save_config(tmp / SCHEDULER_DIR)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     _replace_dir(tmp, directory)
     return directory

@@ -7,7 +7,8 @@ A configuration has four sections, each a dict of keyword arguments:
 * ``codec`` — `fada.codec.make_codec` keywords: ``kind: pixel`` (tiny models work on downsampled pixels) or
   ``kind: vae`` (an `AutoencoderKL`, from ``path`` when given, else randomly initialised from ``vae``);
 * ``train`` — `fada.train_teacher.TeacherTrainConfig` keywords;
-* ``sample`` — inference defaults (DDIM steps, multi-CFG scales of paper eq. 9).
+* ``sample`` — sampling defaults (steps, multi-CFG scales of paper eq. 9) of the checkpoint's own mode: teacher for a
+  teacher, fast for a student (`fada.pipeline.sample_defaults`; explicit arguments win).
 
 Unknown sections or keys are errors. ``sd15_dir`` (a local Stable Diffusion 1.5 directory in the diffusers
 layout) initialises both UNets and the VAE from it.

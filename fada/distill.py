@@ -21,8 +21,8 @@ end point z_e that the frozen teacher's DDIM solver reaches. Per step, for a bat
 7. L = L_distill + w·L_gt per sample (`MixedSupervision`, eq. 8 as reconstructed), r and w logged;
 8. the CFG-distilled student sees (s_a, s_r) through its CFG conditioning (`cfg_conditioning`).
 
-Losses are means over the denoised frames only. AdamW, warmup, grad clipping, EMA and exact resume as in
-`fada.train_teacher`. ``init_student`` starts a fresh run from an earlier student's weights instead of the
+Losses are means over the denoised frames only. `DistillObjective` is steps 1–8; the loop around it (AdamW,
+warmup, grad clipping, EMA, exact resume, checkpoints) is `fada.training.fit`, shared with teacher training. ``init_student`` starts a fresh run from an earlier student's weights instead of the
 teacher's (retraining on a refreshed view; the teacher still supervises); a run that resumes from ``OUT``
 ignores it. ``OUT/final`` is the EMA student (meta kind "student", the teacher it came from, the
 view it read and this configuration under ``config.train``), which `FadaPipeline` loads in fast mode, and in
@@ -41,8 +41,7 @@ import torch
 import torch.nn as nn
 
 from fada.cfg_conditioning import CFG_VARIANTS
-from fada.checkpoint import (META_FILE, CheckpointError, check_same_config, load_inference_checkpoint,
-                             load_training_state, resolve_checkpoint, save_training_state, training_states)
+from fada.checkpoint import META_FILE, CheckpointError, check_same_config, load_inference_checkpoint, resolve_checkpoint
 from fada.guidance import cfg_bank, multi_cfg, split_cfg_batch
 from fada.mixed_supervision import MODES as LOSS_MODES
 from fada.mixed_supervision import MixedSupervision
@@ -50,12 +49,9 @@ from fada.model import FadaModel, student_from_teacher
 from fada.motion_frames import training_motion
 from fada.noise_schedule import NoiseSchedule
 from fada.perflow import PerflowWindows, ddim_solve, eps_target, gt_window_end, line_point, sample_t
-from fada.train_teacher import TrainResult, drop_masks, export_ema, view_lineage
-from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
-                           wrap_distributed)
-
-DEFAULT_VIEW = "lenient"  # DESIGN.md §2: the student is distilled on the lenient selection
-
+from fada.pipeline import MODE_DEFAULTS, SAMPLE_KEYS, make_scheduler
+from fada.train_teacher import drop_masks, view_lineage
+from fada.training import TrainingRunConfig, TrainResult, fit, setup_runtime
 
 @dataclass
 class DistillConfig(TrainingRunConfig):
@@ -203,6 +199,18 @@ class DistillObjective(nn.Module):
         return {"loss": loss, "l_distill": l_distill.detach(), "l_gt": l_gt.detach(), "r": r, "w": w, "t": t,
                 "s_a": s_a, "s_r": s_r}
 
+    @staticmethod
+    def summarize(out: dict) -> tuple[torch.Tensor, dict, dict]:
+        """(loss, scalars, histograms) of a step for `fada.training.fit`: batch means of the losses, r and w (and
+        of the sampled scales under CFG distillation); per-sample r, w, t and losses as histograms."""
+        scalars = {"loss": out["loss"].item(), "l_distill": out["l_distill"].mean().item(),
+                   "l_gt": out["l_gt"].mean().item(), "r_mean": out["r"].mean().item(), "w_mean": out["w"].mean().item()}
+        if not torch.isnan(out["s_a"]).any():
+            scalars.update(s_a_mean=out["s_a"].mean().item(), s_r_mean=out["s_r"].mean().item())
+        histograms = {"r": out["r"], "w": out["w"], "t": out["t"], "l_distill_samples": out["l_distill"],
+                      "l_gt_samples": out["l_gt"]}
+        return out["loss"], scalars, histograms
+
 
 def student_config(teacher_config: dict, train: DistillConfig) -> dict:
     """The configuration saved with the student: the teacher's model/codec, this run's settings under ``train``
@@ -212,7 +220,7 @@ def student_config(teacher_config: dict, train: DistillConfig) -> dict:
                        "cfg_num_tokens": train.cfg_num_tokens}
     config["train"] = asdict(train)
     config["teacher_train"] = teacher_config.get("train", {})
-    config["sample"] = {"num_inference_steps": 6, "guidance_reference": 2.0, "guidance_audio": 6.5}
+    config["sample"] = {k: v for k, v in MODE_DEFAULTS["fast"].items() if k in SAMPLE_KEYS}  # fast: its own mode
     return config
 
 
@@ -241,93 +249,32 @@ def _init_from_student(student: FadaModel, path: str | os.PathLike, teacher_path
     return {"path": str(init_dir.resolve()), **{k: meta.get(k) for k in ("view", "step")}}
 
 
-def _scalars(out: dict, grad_norm: float, lr: float) -> dict:
-    scalars = {"loss": out["loss"].item(), "l_distill": out["l_distill"].mean().item(),
-               "l_gt": out["l_gt"].mean().item(), "r_mean": out["r"].mean().item(), "w_mean": out["w"].mean().item(),
-               "grad_norm": grad_norm, "lr": lr}
-    if not torch.isnan(out["s_a"]).any():
-        scalars.update(s_a_mean=out["s_a"].mean().item(), s_r_mean=out["s_r"].mean().item())
-    return scalars
-
-
 def distill_student(data_dir: str | os.PathLike, view: str, teacher: str | os.PathLike, out_dir: str | os.PathLike, *,
                     config: dict | None = None, steps: int, device: str | None = None,
                     init_student: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
     """Distil ``teacher`` (a teacher checkpoint or training output) into a student on ``view`` for ``steps`` total
     steps, resuming when ``out_dir`` holds a training state. ``config``: `DistillConfig` overrides.
     ``init_student``: a student of the same teacher whose weights a fresh run starts from."""
-    from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
-
-    from shards.reader import ClipWindowDataset
-
     runtime = setup_runtime(device)
-    out_dir = Path(out_dir)
     teacher_dir = resolve_checkpoint(teacher)
     lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
-    view = lineage["view"]
     teacher_model, codec, teacher_meta = load_inference_checkpoint(teacher_dir, runtime.device)
     if teacher_meta.get("kind") != "teacher":
         raise CheckpointError(f"{teacher_dir} holds a {teacher_meta.get('kind')}, not a teacher")
     teacher_config = teacher_meta.get("config", {})
     train = DistillConfig.from_dict({"num_frames": teacher_config.get("train", {}).get("num_frames", 16),
                                      **(config or {})})
-    _check_same_teacher(out_dir, str(teacher_dir.resolve()))
+    _check_same_teacher(Path(out_dir), str(teacher_dir.resolve()))
     torch.manual_seed(train.seed)
     student = student_from_teacher(teacher_model, train.cfg_variant, train.cfg_num_tokens).train()
-    if train.gradient_checkpointing:
-        student.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=train.learning_rate,
-                                  weight_decay=train.weight_decay)
-    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.warmup_steps)
-    generator = torch.Generator(runtime.device).manual_seed(train.seed + runtime.rank)
-    start_step, ema, position, init = 0, None, None, None
-    states = training_states(out_dir)
-    if states:
-        start_step, ema, position = load_training_state(states[-1], model=student, optimizer=optimizer,
-                                                        lr_scheduler=lr_scheduler, generator=generator,
-                                                        device=runtime.device)
-    elif init_student is not None:
-        init = _init_from_student(student, init_student, str(teacher_dir.resolve()), runtime.device)
-    ema = ema if ema is not None else ema_init(student)
-    dataset = ClipWindowDataset(data_dir, view, n_frames=train.num_frames,
-                                n_motion_frames=student.config.num_motion_frames, frame_size=codec.size,
-                                windows_per_clip=train.windows_per_clip, shuffle_buffer=train.shuffle_buffer,
-                                seed=train.seed, audio_context_frames=student.audio_context_frames)
-    stream = WindowStream(dataset, train.batch_size, train.num_workers, position)
-    objective = wrap_distributed(DistillObjective(student, teacher_model, train), runtime)
-    logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
     teacher_lineage = {k: teacher_meta.get(k) for k in ("data_dir", "view", "shards", "clips", "step")}
     meta = {"kind": "student", **lineage, "config": student_config(teacher_config, train),
             "teacher": {"path": str(teacher_dir.resolve()), **teacher_lineage}}
-    if init is not None:
-        meta["init_student"] = init
-    bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="distill",
-               disable=not (progress and runtime.is_main))
-    scaler = torch.amp.GradScaler(enabled=train.mixed_precision == "fp16")
-    loss_value = float("nan")
-    for step in bar:
-        latents, reference, audio = batch_latents(next(stream), codec, runtime.device, generator)
-        with autocast(train.mixed_precision, runtime.device):
-            out = objective(latents, reference, audio, generator)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out["loss"]).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(student.parameters(), train.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        lr_scheduler.step()
-        ema_update(ema, student, train.ema_decay, step + 1)
-        loss_value = out["loss"].item()
-        bar.set_postfix(loss=f"{loss_value:.4f}", w=f"{out['w'].mean().item():.3f}")
-        if (step + 1) % train.log_every == 0:
-            logger.log(step + 1, _scalars(out, float(grad_norm), lr_scheduler.get_last_lr()[0]),
-                       histograms={"r": out["r"], "w": out["w"], "t": out["t"], "l_distill_samples": out["l_distill"],
-                                   "l_gt_samples": out["l_gt"]})
-        if runtime.is_main and ((step + 1) % train.checkpoint_every == 0 or step + 1 == steps):
-            save_training_state(out_dir, step + 1, model=student, ema=ema, optimizer=optimizer,
-                                lr_scheduler=lr_scheduler, generator=generator, data_position=stream.position,
-                                keep=train.keep_checkpoints)
-            export_ema(out_dir / "final", student, ema, codec, {**meta, "step": step + 1})
-    logger.close()
-    return TrainResult(str(out_dir), steps, start_step, loss_value, str(out_dir / "final"))
+
+    def start_from_init_student() -> dict:
+        return {"init_student": _init_from_student(student, init_student, str(teacher_dir.resolve()), runtime.device)}
+
+    return fit(DistillObjective(student, teacher_model, train), model=student, codec=codec, data_dir=data_dir,
+               view=lineage["view"], config=train, runtime=runtime, steps=steps, out_dir=out_dir, meta=meta,
+               scheduler=make_scheduler("fast", num_time_windows=train.num_windows), desc="distill",
+               progress=progress, on_fresh_start=start_from_init_student if init_student is not None else None)

@@ -46,8 +46,6 @@ import json
 import math
 import os
 import re
-import tarfile
-import time
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -122,27 +120,20 @@ def _safe_view_keys(keys: list, shard: str) -> list[str]:
 
 
 def _read_samples(path: Path, keys: set[str]) -> dict[str, dict[str, bytes]]:
-    """{key: {extension: bytes}} of the regular-file members KEY.EXT of ``keys`` in the tar at ``path``."""
-    from shards.tar_members import member_key
-    from shards.shard_writer import SAMPLE_EXTENSIONS, check_key
+    """{key: {extension: bytes}} of the members KEY.EXT of ``keys`` in the tar at ``path``, read with the shards'
+    tar reader (`shards.reader.TarMembers`: unsafe names are never read, an unreadable tar's rest is skipped);
+    what it skips is warned as an `EvaluationWarning`."""
+    from shards.tar_members import ReaderStats, TarMembers, member_key
 
     samples: dict[str, dict[str, bytes]] = {}
-    try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, extension = member_key(member.name)
-                try:
-                    check_key(key)
-                except ValueError:
-                    continue  # an unsafe name is never read (nor can it be one of the view's safe keys)
-                if key not in keys or extension not in SAMPLE_EXTENSIONS:
-                    continue
-                samples.setdefault(key, {})[extension] = tar.extractfile(member).read()
-    except (OSError, EOFError, tarfile.TarError) as error:
-        warnings.warn(f"{path}: unreadable tar after {len(samples)} samples ({type(error).__name__}: {error})",
-                      EvaluationWarning, stacklevel=3)
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always")
+        for member in TarMembers({str(path): frozenset(keys)}, ReaderStats())([{"url": str(path)}]):
+            if member:  # {} marks the shard's end
+                key, extension = member_key(member["fname"])
+                samples.setdefault(key, {})[extension] = member["data"]
+    for warning in skipped:
+        warnings.warn(str(warning.message), EvaluationWarning, stacklevel=3)
     return samples
 
 
@@ -523,7 +514,7 @@ def evaluate_run(ckpt: str | os.PathLike, mode: str, clips: list[Clip], out_dir:
     """
     from tqdm.auto import tqdm
 
-    from fada.media import ArrayAudioStream, VideoWithAudioWriter
+    from fada.media import ArrayAudioStream
     from fada.pipeline import FadaPipeline
 
     if not clips:
@@ -549,25 +540,11 @@ def evaluate_run(ckpt: str | os.PathLike, mode: str, clips: list[Clip], out_dir:
         stream = ArrayAudioStream(audio, name=key)
         portrait = _portrait(frames[0], max(pipe.codec.size, size))
         path = videos_dir / f"{key}.mp4"
-        writer = VideoWithAudioWriter(path, size)
-        video, seconds = [], 0.0
-        pipe.nfe.reset()
-        try:
-            frame_iter = pipe.frames(portrait, stream, seed=clip_seed(seed, key))
-            while True:
-                start = time.perf_counter()
-                frame = next(frame_iter, None)
-                seconds += time.perf_counter() - start
-                if frame is None:
-                    break
-                writer.write(frame)
-                video.append(frame)
-            writer.close([audio])
-        except BaseException:
-            writer.abort()
-            raise
+        video = []
+        result = pipe.write_video(portrait, stream, path, seed=clip_seed(seed, key), keep_frames=video)
+        seconds = result.timings["frames"]
         video = np.stack(video)
-        pipeline_clips = -(-stream.n_frames // pipe.clip_frames)
+        pipeline_clips = result.clips
         stats = suite.video_stats(video, audio[: len(video) * SAMPLES_PER_FRAME])
         generated_stats.append(stats)
         total_seconds, total_frames = total_seconds + seconds, total_frames + len(video)

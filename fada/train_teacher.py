@@ -10,15 +10,15 @@ Per step:
 3. per sample: both conditions dropped with ``drop_both_rate`` (the reference and the motion frames, as ε(∅,∅)
    has them), else audio dropped with ``drop_audio_rate``; reference and motion frames go through the
    reference net, the F noisy frames through the denoising net;
-4. L = ‖ε̂ − ε‖² over the denoised frames; AdamW, warmup, grad clipping, EMA.
+4. L = ‖ε̂ − ε‖² over the denoised frames.
 
-Checkpoints hold everything for an exact resume (`fada.checkpoint`); the exported inference checkpoint
+`TeacherObjective` is steps 1–4; the loop around it (AdamW, warmup, grad clipping, EMA, exact resume,
+checkpoints) is `fada.training.fit`, shared with distillation. The exported inference checkpoint
 (``OUT/final``) carries the EMA weights and records the view and the shards it read.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from fada.checkpoint import load_training_state, save_inference_checkpoint, save_training_state, training_states
 from fada.codec import make_codec
 from fada.model import FadaModel
 from fada.motion_frames import training_motion
 from fada.noise_schedule import SD15_SCHEDULE
-from fada.training import (TrainingRunConfig, TrainLogger, WindowStream, autocast, batch_latents, ema_init, ema_update, setup_runtime,
-                           wrap_distributed)
+from fada.pipeline import make_scheduler
+from fada.training import TrainingRunConfig, TrainResult, fit, setup_runtime
 
 
 @dataclass
@@ -81,6 +80,11 @@ class TeacherObjective(nn.Module):
         prediction = model(noisy, timesteps, tokens, bank)
         return (prediction.float() - noise.float()).pow(2).flatten(1).mean(1)
 
+    def summarize(self, per_sample: torch.Tensor) -> tuple[torch.Tensor, dict, dict]:
+        """(loss, scalars, histograms) of a step for `fada.training.fit`: L is the batch mean."""
+        loss = per_sample.mean()
+        return loss, {"loss": loss.item()}, {}
+
 
 def view_lineage(data_dir: str | os.PathLike, view_name: str) -> dict:
     """What a run read: the immutable view (an alias such as ``strict`` is recorded beside the view it
@@ -104,86 +108,17 @@ def build_model(config: dict) -> tuple[FadaModel, object]:
     return model, make_codec(**codec_config)
 
 
-@dataclass
-class TrainResult:
-    out_dir: str
-    steps: int
-    resumed_from: int
-    final_loss: float
-    checkpoint: str
-
-
 def train_teacher(data_dir: str | os.PathLike, view: str, config: dict, steps: int, out_dir: str | os.PathLike, *,
                   device: str | None = None, progress: bool = True) -> TrainResult:
     """Train (or resume, when ``out_dir`` holds a training state) a teacher for ``steps`` total steps."""
-    from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
-
-    from shards.reader import ClipWindowDataset
-
     train = TeacherTrainConfig.from_dict(config.get("train", {}))
     lineage = view_lineage(data_dir, view)  # an alias is resolved once: the whole run reads one immutable view
-    view = lineage["view"]
     runtime = setup_runtime(device)
-    out_dir = Path(out_dir)
     torch.manual_seed(train.seed)
     model, codec = build_model(config)
     model.to(runtime.device).train()
     codec.to(runtime.device)
-    if train.gradient_checkpointing:
-        model.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.learning_rate,
-                                  weight_decay=train.weight_decay)
-    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.warmup_steps)
-    generator = torch.Generator(runtime.device).manual_seed(train.seed + runtime.rank)
-    start_step, ema, position = 0, None, None
-    states = training_states(out_dir)
-    if states:
-        start_step, ema, position = load_training_state(states[-1], model=model, optimizer=optimizer,
-                                                        lr_scheduler=lr_scheduler, generator=generator,
-                                                        device=runtime.device)
-    ema = ema if ema is not None else ema_init(model)
-    dataset = ClipWindowDataset(data_dir, view, n_frames=train.num_frames, n_motion_frames=model.config.num_motion_frames,
-                                frame_size=codec.size, windows_per_clip=train.windows_per_clip,
-                                shuffle_buffer=train.shuffle_buffer, seed=train.seed,
-                                audio_context_frames=model.audio_context_frames)
-    stream = WindowStream(dataset, train.batch_size, train.num_workers, position)
-    objective = wrap_distributed(TeacherObjective(model, train), runtime)
-    logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
-    lineage = {**lineage, "config": config}
-    bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc="train-teacher",
-               disable=not (progress and runtime.is_main))
-    scaler = torch.amp.GradScaler(enabled=train.mixed_precision == "fp16")
-    loss_value = float("nan")
-    for step in bar:
-        latents, reference, audio = batch_latents(next(stream), codec, runtime.device, generator)
-        with autocast(train.mixed_precision, runtime.device):
-            loss = objective(latents, reference, audio, generator).mean()
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        lr_scheduler.step()
-        ema_update(ema, model, train.ema_decay, step + 1)
-        loss_value = loss.item()
-        bar.set_postfix(loss=f"{loss_value:.4f}")
-        if (step + 1) % train.log_every == 0:
-            logger.log(step + 1, {"loss": loss_value, "grad_norm": float(grad_norm), "lr": lr_scheduler.get_last_lr()[0]})
-        if runtime.is_main and ((step + 1) % train.checkpoint_every == 0 or step + 1 == steps):
-            save_training_state(out_dir, step + 1, model=model, ema=ema, optimizer=optimizer, lr_scheduler=lr_scheduler,
-                                generator=generator, data_position=stream.position, keep=train.keep_checkpoints)
-            export_ema(out_dir / "final", model, ema, codec, {"kind": "teacher", "step": step + 1, **lineage})
-    logger.close()
-    return TrainResult(str(out_dir), steps, start_step, loss_value, str(out_dir / "final"))
-
-
-def export_ema(directory: Path, model: FadaModel, ema: dict, codec, meta: dict) -> None:
-    """Save the EMA weights as the inference checkpoint (the training weights stay in the model)."""
-    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict({k: v.to(live[k].dtype) for k, v in ema.items()})
-    try:
-        save_inference_checkpoint(directory, model, codec, json.loads(json.dumps(meta, default=str)))
-    finally:
-        model.load_state_dict(live)
+    return fit(TeacherObjective(model, train), model=model, codec=codec, data_dir=data_dir, view=lineage["view"],
+               config=train, runtime=runtime, steps=steps, out_dir=out_dir,
+               meta={"kind": "teacher", **lineage, "config": config}, scheduler=make_scheduler("teacher"),
+               desc="train-teacher", progress=progress)

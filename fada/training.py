@@ -1,6 +1,10 @@
-"""What the teacher and student training loops share: their common keywords, devices and ranks, the window
-stream with a resumable position, latents from a batch, EMA, mixed precision, and logging (progress bar,
-JSON lines, TensorBoard).
+"""The one training loop (`fit`) of teacher training and distillation, and what it is made of: the common
+keywords, devices and ranks, the window stream with a resumable position, latents from a batch, EMA, mixed
+precision, logging (progress bar, JSON lines, TensorBoard), training states and the exported EMA model.
+
+`fit` is nanoGPT's loop: teacher training (`fada.train_teacher`) and distillation (`fada.distill`) each build
+their model and supply only an objective (`TeacherObjective`, `DistillObjective`); optimisation, exact resume,
+EMA, checkpoints, export and logs are the same code for both.
 
 More than one GPU or node runs through torchrun (``torchrun --nproc-per-node 8 -m flows.cli train-teacher …``):
 `setup_distributed` reads its RANK/WORLD_SIZE/LOCAL_RANK, the reader splits shards by rank, and the loss
@@ -13,13 +17,13 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass
-from typing import ClassVar
 from pathlib import Path
+from typing import Callable, ClassVar
 
 import torch
 
+from fada.checkpoint import load_training_state, save_inference_checkpoint, save_training_state, training_states
 from filters.config_fields import from_dict
-from filters.media_contract import SAMPLES_PER_FRAME
 
 
 @dataclass
@@ -152,11 +156,11 @@ class WindowStream:
 
 
 @torch.no_grad()
-def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Generator, dtype=torch.float32):
+def batch_latents(batch: dict, codec, device: torch.device, dtype=torch.float32):
     """(latents (B, M+F, C, h, w), reference latents (B, C, h, w), audio (B, samples)) of a reader batch.
 
     The reference image is the reader's, a frame outside the window (DESIGN.md §3, `shards.reader`), as at
-    inference; ``generator`` is not used (kept for the training loops' call).
+    inference.
     """
     from shards.reader import to_unit_range
 
@@ -170,12 +174,6 @@ def batch_latents(batch: dict, codec, device: torch.device, generator: torch.Gen
 def codec_latent_hw(codec) -> tuple[int, int]:
     side = codec.size if codec.kind == "pixel" else codec.size // 8
     return side, side
-
-
-def check_audio_length(audio: torch.Tensor, num_frames: int, context_frames: int) -> None:
-    expected = (num_frames + 2 * context_frames) * SAMPLES_PER_FRAME
-    if audio.shape[1] != expected:
-        raise ValueError(f"audio has {audio.shape[1]} samples; {num_frames} frames with ±{context_frames} need {expected}")
 
 
 def ema_init(model: torch.nn.Module) -> dict:
@@ -232,3 +230,94 @@ class TrainLogger:
 def read_log(out_dir: str | os.PathLike) -> list[dict]:
     path = Path(out_dir) / "train_log.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@dataclass
+class TrainResult:
+    out_dir: str
+    steps: int
+    resumed_from: int
+    final_loss: float
+    checkpoint: str
+
+
+def export_ema(directory: Path, model: torch.nn.Module, ema: dict, codec, meta: dict, scheduler) -> None:
+    """Save the EMA weights as the inference checkpoint with its ``scheduler`` (the training weights stay in
+    the model)."""
+    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict({k: v.to(live[k].dtype) for k, v in ema.items()})
+    try:
+        save_inference_checkpoint(directory, model, codec, json.loads(json.dumps(meta, default=str)), scheduler)
+    finally:
+        model.load_state_dict(live)
+
+
+def fit(objective: torch.nn.Module, *, model: torch.nn.Module, codec, data_dir: str | os.PathLike, view: str,
+        config: TrainingRunConfig, runtime: Runtime, steps: int, out_dir: str | os.PathLike, meta: dict, scheduler,
+        desc: str, progress: bool = True, on_fresh_start: Callable[[], dict | None] | None = None) -> TrainResult:
+    """Train ``model`` (the parameters ``objective`` optimises) on ``view``'s windows up to ``steps`` total steps.
+
+    ``objective(latents, reference, audio, generator)`` gives an output whose ``objective.summarize(output)`` is
+    (scalar loss, scalars to log, histograms to log). A run whose ``out_dir`` holds a training state resumes
+    from its last one exactly (weights, EMA, optimizer, LR schedule, RNGs, data position); otherwise
+    ``on_fresh_start`` (when given) runs first and what it returns is added to ``meta``. Per step: AdamW with
+    constant-with-warmup LR, optional fp16 grad scaling, grad clipping at ``max_grad_norm``, EMA. Every
+    ``checkpoint_every`` steps and at the last one, rank 0 saves a training state and exports the EMA weights
+    to ``out_dir/final`` with ``meta`` and the step, and ``scheduler``'s config (the one it samples with).
+    """
+    from diffusers.optimization import get_scheduler
+    from tqdm.auto import tqdm
+
+    from shards.reader import ClipWindowDataset
+
+    out_dir = Path(out_dir)
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+                                  weight_decay=config.weight_decay)
+    lr_scheduler = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=config.warmup_steps)
+    generator = torch.Generator(runtime.device).manual_seed(config.seed + runtime.rank)
+    start_step, ema, position = 0, None, None
+    states = training_states(out_dir)
+    if states:
+        start_step, ema, position = load_training_state(states[-1], model=model, optimizer=optimizer,
+                                                        lr_scheduler=lr_scheduler, generator=generator,
+                                                        device=runtime.device)
+    elif on_fresh_start is not None:
+        meta = {**meta, **(on_fresh_start() or {})}
+    ema = ema if ema is not None else ema_init(model)
+    dataset = ClipWindowDataset(data_dir, view, n_frames=config.num_frames, n_motion_frames=model.config.num_motion_frames,
+                                frame_size=codec.size, windows_per_clip=config.windows_per_clip,
+                                shuffle_buffer=config.shuffle_buffer, seed=config.seed,
+                                audio_context_frames=model.audio_context_frames)
+    stream = WindowStream(dataset, config.batch_size, config.num_workers, position)
+    wrapped = wrap_distributed(objective, runtime)
+    logger = TrainLogger(out_dir, enabled=runtime.is_main, start_step=start_step)
+    bar = tqdm(range(start_step, steps), initial=start_step, total=steps, desc=desc,
+               disable=not (progress and runtime.is_main))
+    scaler = torch.amp.GradScaler(enabled=config.mixed_precision == "fp16")
+    loss_value = float("nan")
+    for step in bar:
+        latents, reference, audio = batch_latents(next(stream), codec, runtime.device)
+        with autocast(config.mixed_precision, runtime.device):
+            output = wrapped(latents, reference, audio, generator)
+        loss, scalars, histograms = objective.summarize(output)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        lr_scheduler.step()
+        ema_update(ema, model, config.ema_decay, step + 1)
+        loss_value = loss.item()
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        if (step + 1) % config.log_every == 0:
+            logger.log(step + 1, {**scalars, "grad_norm": float(grad_norm), "lr": lr_scheduler.get_last_lr()[0]},
+                       histograms=histograms)
+        if runtime.is_main and ((step + 1) % config.checkpoint_every == 0 or step + 1 == steps):
+            save_training_state(out_dir, step + 1, model=model, ema=ema, optimizer=optimizer, lr_scheduler=lr_scheduler,
+                                generator=generator, data_position=stream.position, keep=config.keep_checkpoints)
+            export_ema(out_dir / "final", model, ema, codec, {**meta, "step": step + 1}, scheduler)
+    logger.close()
+    return TrainResult(str(out_dir), steps, start_step, loss_value, str(out_dir / "final"))

@@ -117,6 +117,7 @@ def test_one_step_gives_a_student_the_pipeline_runs_in_both_modes(data_dir, teac
 
     pipe = FadaPipeline.from_checkpoint(out, mode="fast", device="cpu")
     assert pipe.clip_frames == NUM_FRAMES and pipe.model.config.cfg_variant == "layer-tokens"
+    assert pipe.scheduler.config.num_time_windows == 4 and (pipe.steps, pipe.s_r, pipe.s_a) == (6, 2.0, 6.5)
     reference = torch.zeros(1, 3, 32, 32)
     bank_one, _ = pipe.reference_banks(reference)
     motion = no_motion(reference, 2)
@@ -133,9 +134,16 @@ def test_one_step_gives_a_student_the_pipeline_runs_in_both_modes(data_dir, teac
 def test_without_gt_loss_the_weight_is_zero_and_r_w_are_logged(data_dir, teacher, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from fada.pipeline import FadaPipeline
+
     out = tmp_path / "perflow"
-    distill_student(data_dir, VIEW, teacher, out, config={**FAST, "loss_mode": "none", "cfg_variant": "none"},
+    distill_student(data_dir, VIEW, teacher, out,
+                    config={**FAST, "loss_mode": "none", "cfg_variant": "none", "num_windows": 2},
                     steps=1, device="cpu", progress=False)
+    # the checkpoint carries the PeRFlow scheduler of its 2 windows, and the pipeline samples with it
+    scheduler = json.loads((out / "final" / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "PeRFlowScheduler" and scheduler["num_time_windows"] == 2
+    assert FadaPipeline.from_checkpoint(out, "balanced", device="cpu").scheduler.config.num_time_windows == 2
     (row,) = read_log(out)
     assert row["w_mean"] == 0.0
     assert row["loss"] == pytest.approx(row["l_distill"], rel=1e-6)

@@ -2,8 +2,8 @@
 checks that come before any generation, the report and table with skipped metrics, same seeds for every run,
 and (slow) an end-to-end evaluation of a tiny trained teacher with FID/FVD on random-initialised feature nets.
 
-Fast tests replace the pipeline with `FakePipeline` (it counts 75 NFE per generated clip like the teacher and
-paints the portrait); the slow test runs the real one.
+The report test generates for real with an untrained tiny teacher (a few seconds); the slow test evaluates a
+trained one with FID/FVD.
 """
 
 import io
@@ -28,7 +28,6 @@ from fada.evaluate import (
     read_test_clips,
     table_rows,
 )
-from fada.guidance import NFECounter
 from fada.metrics import MissingWeightsError, inception, video_features
 from fada.metrics.inception import FIDInceptionV3
 from fada.metrics.video_features import R3D18
@@ -55,11 +54,13 @@ def _tiny_config():
 
 @pytest.fixture(scope="module")
 def untrained_ckpt(tmp_path_factory):
-    """An inference checkpoint of a fresh tiny teacher (no training: for tests that never generate)."""
+    """An inference checkpoint of a fresh tiny teacher (no training: it generates noise, in 4-frame clips); its
+    ``sample`` section makes it sample in 5 DDIM steps (15 NFE per clip) to keep the tests short."""
     from fada.checkpoint import save_inference_checkpoint
     from fada.train_teacher import build_model
 
     config = _tiny_config()
+    config["sample"]["num_inference_steps"] = 5
     torch.manual_seed(0)
     model, codec = build_model(config)
     return save_inference_checkpoint(tmp_path_factory.mktemp("ckpt") / "fresh", model, codec,
@@ -76,40 +77,6 @@ def feature_weights(tmp_path_factory):
     return root / inception.WEIGHTS_FILE, root / video_features.WEIGHTS_FILE
 
 
-class FakePipeline:
-    """Stands in for `FadaPipeline`: the portrait resized to ``output_size`` for every frame, 75 NFE per clip."""
-
-    calls: list = []
-
-    def __init__(self, path, mode):
-        self.path, self.mode, self.clip_frames, self.output_size = path, mode, 4, None
-        self.codec = type("Codec", (), {"size": 32})()
-        self.nfe = NFECounter()
-
-    @classmethod
-    def from_checkpoint(cls, path, mode="teacher", device=None, **kwargs):
-        return cls(path, mode)
-
-    def frames(self, portrait, audio_stream, *, seed=0, progress=False):
-        import cv2
-
-        FakePipeline.calls.append((self.mode, audio_stream.path.name, seed, portrait.shape))
-        frame = cv2.resize(portrait, (self.output_size, self.output_size), interpolation=cv2.INTER_AREA)
-        for first, audio in audio_stream.frames_audio(2, self.clip_frames):
-            self.nfe.add(3)
-            self.nfe.total += 72  # 25 steps × 3 passes per clip
-            yield from [frame] * min(self.clip_frames, audio_stream.n_frames - first)
-
-
-@pytest.fixture()
-def fake_pipeline(monkeypatch):
-    import fada.pipeline
-
-    FakePipeline.calls = []
-    monkeypatch.setattr(fada.pipeline.FadaPipeline, "from_checkpoint", FakePipeline.from_checkpoint)
-    return FakePipeline
-
-
 @pytest.fixture()
 def no_generation(monkeypatch):
     import fada.pipeline
@@ -118,6 +85,13 @@ def no_generation(monkeypatch):
         raise AssertionError("the pipeline was loaded")
 
     monkeypatch.setattr(fada.pipeline.FadaPipeline, "from_checkpoint", refuse)
+
+
+def _frames(path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
 
 
 def _video_info(path):
@@ -227,10 +201,10 @@ def test_student_mode_on_a_teacher_is_refused_before_generation(data_dir, untrai
         evaluate(data_dir, [(str(untrained_ckpt), "teacher")], tmp_path / "out", skip=("lpips",))
 
 
-# --- report and table (fake pipeline) -----------------------------------------------------------------------
+# --- report and table (an untrained teacher) -----------------------------------------------------------------
 
 
-def test_skipped_fid_fvd_are_labelled_not_computed(data_dir, untrained_ckpt, tmp_path, fake_pipeline):
+def test_skipped_fid_fvd_are_labelled_not_computed(data_dir, untrained_ckpt, tmp_path):
     out = tmp_path / "out"
     runs = [(str(untrained_ckpt), "teacher"), (str(untrained_ckpt), "teacher")]
     report = evaluate(data_dir, runs, out, skip=("fid", "fvd"), max_frames=N_FRAMES, warmup=False, progress=False)
@@ -240,18 +214,19 @@ def test_skipped_fid_fvd_are_labelled_not_computed(data_dir, untrained_ckpt, tmp
     for run in report["runs"]:
         assert run["metrics"]["fid"] is None and run["metrics"]["fvd"] is None
         assert set(run["not_computed"]) == {"fid", "fvd"}
-        assert run["metrics"]["nfe_d"] == 75 and run["metrics"]["frames_generated"] == 2 * N_FRAMES
-        assert [clip["nfe_d"] for clip in run["per_clip"]] == [75, 75]
+        assert run["metrics"]["nfe_d"] == 15 and run["metrics"]["frames_generated"] == 2 * N_FRAMES  # 5 steps × 3 passes
+        assert [clip["nfe_d"] for clip in run["per_clip"]] == [15, 15]
         for clip in run["per_clip"]:
             frames, size, rate, samples = _video_info(out / clip["video"])
             assert frames == N_FRAMES and size == (48, 48) and rate == 16_000 and samples >= N_FRAMES * 640 - 1024
-    # same seed per clip for every run, different between clips
-    seeds = {}
-    for _, key, seed, shape in fake_pipeline.calls:
-        seeds.setdefault(key, set()).add(seed)
-        assert shape == (48, 48, 3)  # the first frame at max(codec size, output size)
-    assert len(fake_pipeline.calls) == 4 and all(len(s) == 1 for s in seeds.values())
-    assert seeds["speaker000"] != seeds["speaker001"]
+    # the same seed per clip for every run (so the same checkpoint makes the same video), different between clips
+    first, second = report["runs"]
+    assert [clip["seed"] for clip in first["per_clip"]] == [clip_seed(0, key) for key in ("speaker000", "speaker001")]
+    assert [clip["seed"] for clip in second["per_clip"]] == [clip["seed"] for clip in first["per_clip"]]
+    videos = [[_frames(out / clip["video"]) for clip in run["per_clip"]] for run in (first, second)]
+    for video, again in zip(*videos):
+        np.testing.assert_array_equal(video, again)
+    assert not np.array_equal(videos[0][0], videos[0][1])
 
     table = (out / TABLE_FILE).read_text()
     assert table == format_table(report)
@@ -262,7 +237,7 @@ def test_skipped_fid_fvd_are_labelled_not_computed(data_dir, untrained_ckpt, tmp
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert cells[columns.index("FID↓")] == NOT_COMPUTED and cells[columns.index("FVD↓")] == NOT_COMPUTED
-        assert cells[columns.index("NFE-D")] == "75"
+        assert cells[columns.index("NFE-D")] == "15"
     assert table_rows(report)[1]["FID↓"] == NOT_COMPUTED and table_rows(report)[0]["Method"] == "Real test clips"
 
 

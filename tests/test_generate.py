@@ -178,3 +178,82 @@ def test_generation_uses_the_available_cores_unless_omp_threads_are_set(monkeypa
         assert use_available_cores() == 1
     finally:
         torch.set_num_threads(previous)
+
+
+# --- what a checkpoint carries: its scheduler and its sampling defaults --------------------------------------
+
+
+def _save(path, kind: str, config: dict, scheduler=None):
+    torch.manual_seed(0)
+    save_inference_checkpoint(path, FadaModel(**config["model"]), PixelCodec(32), {"kind": kind, "config": config},
+                              scheduler)
+    return path
+
+
+def _student_config(**train) -> dict:
+    config = load_config("tiny")
+    config["model"]["cfg_variant"] = "none"  # runs in both student modes
+    config["train"] = {"num_frames": 4, **train}
+    return config
+
+
+def test_the_pipeline_samples_with_the_scheduler_the_checkpoint_carries(tmp_path):
+    from diffusers import DDIMScheduler
+
+    from fada.perflow_scheduler import PeRFlowScheduler
+    from fada.pipeline import make_scheduler
+
+    teacher_scheduler = DDIMScheduler.from_config({**make_scheduler("teacher").config, "steps_offset": 0})
+    teacher = _save(tmp_path / "teacher", "teacher", load_config("tiny"), teacher_scheduler)
+    assert (teacher / "scheduler" / "scheduler_config.json").is_file()
+    pipe = FadaPipeline.from_checkpoint(teacher, "teacher", device="cpu")
+    assert isinstance(pipe.scheduler, DDIMScheduler) and pipe.scheduler.config.steps_offset == 0  # read, not rebuilt
+
+    student = _save(tmp_path / "student", "student", _student_config(num_windows=4), PeRFlowScheduler(num_time_windows=2))
+    for mode in ("fast", "balanced"):
+        pipe = FadaPipeline.from_checkpoint(student, mode, device="cpu")
+        assert isinstance(pipe.scheduler, PeRFlowScheduler) and pipe.scheduler.config.num_time_windows == 2
+    pipe.scheduler.set_timesteps(6)
+    assert pipe.scheduler.timesteps.tolist() == [1000, 833, 666, 500, 333, 166]  # 3 steps in each of 2 windows
+    # a student sampled in teacher mode gets the teacher's DDIM, not its PeRFlow configuration
+    assert isinstance(FadaPipeline.from_checkpoint(student, "teacher", device="cpu").scheduler, DDIMScheduler)
+
+
+def test_checkpoints_without_a_scheduler_fall_back_to_the_mode_default(tmp_path):
+    from diffusers import DDIMScheduler
+
+    old_teacher = _save(tmp_path / "teacher", "teacher", load_config("tiny"))
+    assert not (old_teacher / "scheduler").exists()
+    scheduler = FadaPipeline.from_checkpoint(old_teacher, "teacher", device="cpu").scheduler
+    assert isinstance(scheduler, DDIMScheduler) and scheduler.config.steps_offset == 1  # SD1.5's settings
+    assert scheduler.config.beta_schedule == "scaled_linear" and not scheduler.config.set_alpha_to_one
+    # an old student: PeRFlow with the windows it was distilled with (4 when its config does not say)
+    old_student = _save(tmp_path / "student", "student", _student_config(num_windows=3))
+    assert FadaPipeline.from_checkpoint(old_student, "fast", device="cpu").scheduler.config.num_time_windows == 3
+    older = _save(tmp_path / "older", "student", _student_config())
+    assert FadaPipeline.from_checkpoint(older, "fast", device="cpu").scheduler.config.num_time_windows == 4
+
+
+def test_the_sample_section_sets_the_defaults_of_the_checkpoints_own_mode(tmp_path):
+    config = load_config("tiny")
+    config["sample"] = {"num_inference_steps": 4, "guidance_reference": 1.5, "guidance_audio": 3.0}
+    teacher = _save(tmp_path / "teacher", "teacher", config)
+    pipe = FadaPipeline.from_checkpoint(teacher, "teacher", device="cpu")
+    assert (pipe.steps, pipe.passes, pipe.s_r, pipe.s_a) == (4, 3, 1.5, 3.0)
+    pipe = FadaPipeline.from_checkpoint(teacher, "teacher", device="cpu", num_inference_steps=7, guidance_audio=5.0)
+    assert (pipe.steps, pipe.s_r, pipe.s_a) == (7, 1.5, 5.0)  # explicit arguments win
+    del config["sample"]
+    plain = FadaPipeline.from_checkpoint(_save(tmp_path / "plain", "teacher", config), "teacher", device="cpu")
+    assert (plain.steps, plain.s_r, plain.s_a) == (25, 2.5, 6.5)  # MODE_DEFAULTS
+
+    student_config = _student_config()
+    student_config["sample"] = {"num_inference_steps": 8, "guidance_reference": 1.0, "guidance_audio": 4.0}
+    student = _save(tmp_path / "student", "student", student_config)
+    fast = FadaPipeline.from_checkpoint(student, "fast", device="cpu")
+    assert (fast.steps, fast.passes, fast.s_r, fast.s_a) == (8, 1, 1.0, 4.0)  # a student's own mode is fast
+    balanced = FadaPipeline.from_checkpoint(student, "balanced", device="cpu")
+    assert (balanced.steps, balanced.passes, balanced.s_r, balanced.s_a) == (6, 3, 2.5, 6.5)
+
+    config["sample"] = {"num_inference_steps": 4, "eta": 0.5}
+    with pytest.raises(ValueError, match=r"sample section: unknown keys \['eta'\]"):
+        FadaPipeline.from_checkpoint(_save(tmp_path / "bad", "teacher", config), "teacher", device="cpu")

@@ -47,6 +47,9 @@ def test_checkpoint_records_the_view_and_shards_it_read(data_dir, tmp_path):
     assert meta["view"] == "train" and meta["shards"] == ["shards/v1/clips-000000.tar"] and meta["clips"] == 2
     assert meta["config"]["train"]["num_frames"] == 2
     assert (tmp_path / "run" / "final" / "model" / "diffusion_pytorch_model.safetensors").is_file()
+    scheduler = json.loads((tmp_path / "run" / "final" / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["_class_name"] == "DDIMScheduler" and scheduler["beta_schedule"] == "scaled_linear"
+    assert (scheduler["beta_start"], scheduler["beta_end"], scheduler["steps_offset"]) == (0.00085, 0.012, 1)
 
 
 def test_resuming_with_another_model_configuration_is_refused(data_dir, tmp_path):

@@ -1,7 +1,8 @@
 """The model flows (flows/training_flows.py) and their helpers (flows/flow_artifacts.py): asset keys, config
 overrides, cache keys, the loss-curve plot, the GPU dispatch (in-process and as a Ray task), the parameter
 schema `prefect deploy` computes, prefect.yaml; and (slow, on a temporary Prefect server) the distill,
-generate and evaluate flows calling the library as the CLI does, publishing artifacts, and caching.
+generate and evaluate flows running the library on tiny real runs (NFE as counted: 75 / 18 / 6), publishing
+artifacts, and caching.
 
 The train-teacher flow itself runs for real through a deployment in tests/test_prefect_flows.py."""
 
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from fada import training
 from fada.training_plots import loss_curve_png, numeric_columns
 from flows import training_flows
 from flows.flow_artifacts import asset_key, slug
@@ -111,7 +114,7 @@ def test_prefect_deploy_computes_the_same_parameter_schema_from_source():
         assert all(p.get("description") for p in from_import["properties"].values()), name
 
 
-# --- the flows on a temporary Prefect server, with the library calls replaced by stubs ----------------------
+# --- the flows on a temporary Prefect server, running the library on tiny real runs ----------------------
 
 
 @pytest.fixture(scope="module")
@@ -124,18 +127,41 @@ def prefect_api(tmp_path_factory):
             yield
 
 
-def _fake_distill(calls: list):
-    from fada.train_teacher import TrainResult
+TINY_DISTILL = {"num_frames": 2, "solver_steps_per_window": 1, "windows_per_clip": 1, "shuffle_buffer": 4}
 
-    def distill_student(data_dir, view, teacher, out_dir, **kwargs):
-        calls.append((data_dir, view, teacher, out_dir, kwargs))
-        out_dir = Path(out_dir)
-        (out_dir / "final").mkdir(parents=True, exist_ok=True)
-        rows = [{"step": s, "loss": 1.0 / s, "l_distill": 0.5 / s, "l_gt": 0.3, "r_mean": 0.5, "w_mean": 0.1} for s in (1, 2)]
-        (out_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return TrainResult(str(out_dir), kwargs["steps"], 0, 0.5, str(out_dir / "final"))
 
-    return distill_student
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """A generated speaker view, a tiny teacher trained 1 step on it, and a student distilled from it for 1 step
+    without CFG conditioning (so it runs in both student modes): seconds on a CPU."""
+    from fada.config import load_config
+    from fada.distill import distill_student
+    from fada.train_teacher import train_teacher
+    from shards.synthetic_dataset import make_speaker_data_dir
+
+    root = tmp_path_factory.mktemp("tiny-runs")
+    data_dir = make_speaker_data_dir(root / "data", n_clips=2, size=32, duration_s=1.0, view="lenient")
+    config = load_config("tiny")
+    config["train"].update(num_frames=2, batch_size=1, windows_per_clip=1, shuffle_buffer=4)
+    train_teacher(data_dir, "lenient", config, 1, root / "teacher", device="cpu", progress=False)
+    distill_student(data_dir, "lenient", root / "teacher", root / "student", steps=1, device="cpu", progress=False,
+                    config={**TINY_DISTILL, "cfg_variant": "none"})
+    return {"data_dir": data_dir, "teacher": root / "teacher", "student": root / "student"}
+
+
+@pytest.fixture(scope="module")
+def speech_inputs(tmp_path_factory):
+    """A portrait PNG (a face, as generation needs) and 0.2 s of speech-like audio (5 frames: clips of 2, 2, 1)."""
+    import numpy as np
+    import soundfile
+    from PIL import Image
+    from skimage import data as sample_images
+
+    root = tmp_path_factory.mktemp("inputs")
+    Image.fromarray(sample_images.astronaut()).save(root / "portrait.png")
+    t = np.arange(3200) / 16_000
+    soundfile.write(root / "speech.wav", (0.3 * np.sin(2 * np.pi * 180 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))), 16_000)
+    return root / "portrait.png", root / "speech.wav"
 
 
 async def _artifacts(flow_run_id) -> dict:
@@ -148,77 +174,70 @@ async def _artifacts(flow_run_id) -> dict:
 
 
 @pytest.mark.slow
-def test_distill_flow_calls_the_library_like_the_cli_and_caches(prefect_api, tmp_path, monkeypatch):
+def test_distill_flow_runs_the_library_like_the_cli_and_caches(prefect_api, tiny_runs, tmp_path):
     import asyncio
 
-    import fada.distill
-
-    calls = []
-    monkeypatch.setattr(fada.distill, "distill_student", _fake_distill(calls))
-    params = dict(data_dir=tmp_path / "data", teacher=tmp_path / "teacher", out_dir=tmp_path / "student", steps=2,
-                  overrides={"num_frames": 2})
+    out = tmp_path / "student"
+    params = dict(data_dir=tiny_runs["data_dir"], teacher=tiny_runs["teacher"], out_dir=out, steps=2,
+                  overrides=TINY_DISTILL)
     state = training_flows.distill_student_flow(**params, return_state=True)
     result = state.result()
-    (data_dir, view, teacher, out_dir, kwargs), = calls
-    assert (data_dir, view, teacher, out_dir) == (str(tmp_path / "data"), "lenient", str(tmp_path / "teacher"), str(tmp_path / "student"))
-    assert kwargs == {"config": {"num_frames": 2, "loss_mode": "adaptive", "cfg_variant": "layer-tokens"}, "steps": 2,
-                      "device": None, "init_student": None, "progress": False}
+    assert result["steps"] == 2 and result["resumed_from"] == 0 and result["checkpoint"] == str(out / "final")
+    meta = json.loads((out / "final" / "fada.json").read_text())
+    assert meta["kind"] == "student" and meta["step"] == 2 and meta["view"] == "lenient"  # the flow's default view
+    assert meta["teacher"]["path"] == str((tiny_runs["teacher"] / "final").resolve())
+    train = meta["config"]["train"]
+    assert (train["num_frames"], train["loss_mode"], train["cfg_variant"]) == (2, "adaptive", "layer-tokens")
+    assert [row["step"] for row in training.read_log(out)] == [1, 2]
     assert Path(result["loss_curve"]).is_file()
     keys = asyncio.run(_artifacts(state.state_details.flow_run_id))
     assert {"student-loss-curve", "student-metrics"} <= set(keys)
     metrics = {row["metric"] for row in json.loads(keys["student-metrics"].data)}
     assert {"last l_distill", "last l_gt", "last r_mean", "last w_mean", "final_loss", "checkpoint"} <= metrics
 
-    training_flows.distill_student_flow(**params)  # the same inputs: cached, the library is not called again
-    assert len(calls) == 1
-    (tmp_path / "student" / "final").rmdir()  # the cached result's checkpoint is gone: run again
-    training_flows.distill_student_flow(**params)
-    assert len(calls) == 2
+    exported = (out / "final" / "fada.json").stat().st_mtime_ns
+    training_flows.distill_student_flow(**params)  # the same inputs: cached, the library does not run again
+    assert (out / "final" / "fada.json").stat().st_mtime_ns == exported
+    shutil.rmtree(out)  # the cached result's checkpoint is gone: it runs again
+    again = training_flows.distill_student_flow(**params)
+    assert again["resumed_from"] == 0 and (out / "final" / "fada.json").is_file()
 
 
 @pytest.mark.slow
-def test_generate_and_evaluate_flows_publish_what_they_made(prefect_api, tmp_path, monkeypatch):
+@pytest.mark.parametrize("run, mode, nfe", [("teacher", "teacher", 75), ("student", "balanced", 18), ("student", "fast", 6)])
+def test_generate_flow_writes_the_video_and_publishes_its_nfe(prefect_api, tiny_runs, speech_inputs, tmp_path, run, mode, nfe):
     import asyncio
 
-    import fada.evaluate
-    import fada.pipeline
-    from fada.pipeline import GenerationResult
+    import av
 
-    seen = {}
-
-    class FakePipeline:
-        @classmethod
-        def from_checkpoint(cls, ckpt, mode, **kwargs):
-            seen["pipeline"] = (ckpt, mode, kwargs)
-            return cls()
-
-        def generate(self, image, audio, out, seed=0, progress=True):
-            Path(out).write_bytes(b"mp4")
-            return GenerationResult(frames=8, clips=2, nfe_total=150, nfe_per_clip=75, seconds=2.0, path=str(out))
-
-    monkeypatch.setattr(fada.pipeline, "FadaPipeline", FakePipeline)
-    state = training_flows.generate_flow(ckpt=tmp_path / "teacher", image=tmp_path / "p.png", audio=tmp_path / "a.wav",
-                                         out=tmp_path / "out.mp4", steps=10, return_state=True)
+    portrait, speech = speech_inputs
+    state = training_flows.generate_flow(ckpt=tiny_runs[run], image=portrait, audio=speech, out=tmp_path / "out.mp4",
+                                         mode=mode, size=48, device="cpu", return_state=True)
     result = state.result()
-    assert seen["pipeline"] == (str(tmp_path / "teacher"), "teacher", {"device": None, "output_size": None, "num_inference_steps": 10,
-                                                                        "guidance_reference": None, "guidance_audio": None})
-    assert result["nfe_per_clip"] == 75 and result["seconds_per_video_second"] == pytest.approx(2.0 / (8 / 25))
+    assert result["clips"] == 3 and result["nfe_per_clip"] == nfe and result["nfe_total"] == 3 * nfe
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(video) == 5 == result["frames"] and video[0].shape == (48, 48, 3)
+    assert result["seconds_per_video_second"] == pytest.approx(result["seconds"] / (5 / 25))
     artifact = asyncio.run(_artifacts(state.state_details.flow_run_id))["generate-out"]
-    assert str(tmp_path / "out.mp4") in artifact.data and "NFE-D per clip | 75" in artifact.data
+    assert str(tmp_path / "out.mp4") in artifact.data and f"NFE-D per clip | {nfe:g}" in artifact.data
 
-    def fake_evaluate(data_dir, runs, out_dir, **kwargs):
-        seen["evaluate"] = (data_dir, runs, kwargs)
-        report = {"view": kwargs["view"], "clips": ["k"], "frames": 4, "seed": 0, "complete": True, "metric_config": {},
-                  "reference": {"metrics": {"iqa": 0.5}}, "runs": [{"name": "teacher", "mode": "teacher", "metrics": {"nfe_d": 75}}]}
-        fada.evaluate.write_report(report, out_dir)
-        return report
 
-    monkeypatch.setattr(fada.evaluate, "evaluate", fake_evaluate)
-    state = training_flows.evaluate_flow(data_dir=tmp_path / "data", runs=[{"ckpt": str(tmp_path / "teacher")}],
-                                         out_dir=tmp_path / "eval", skip=["fvd", "fid"], max_clips=2, return_state=True)
+@pytest.mark.slow
+def test_evaluate_flow_publishes_the_table_of_real_runs(prefect_api, tiny_runs, tmp_path):
+    import asyncio
+
+    runs = [{"ckpt": str(tiny_runs["teacher"])}, {"ckpt": str(tiny_runs["student"]), "mode": "fast"}]
+    state = training_flows.evaluate_flow(data_dir=tiny_runs["data_dir"], runs=runs, out_dir=tmp_path / "eval",
+                                         view="lenient", skip=["fvd", "fid"], max_clips=1, max_frames=4, device="cpu",
+                                         return_state=True)
     assert state.result()["report"] == str(tmp_path / "eval" / "evaluation.json")
-    data_dir, runs, kwargs = seen["evaluate"]
-    assert runs == [(str(tmp_path / "teacher"), "teacher")] and kwargs["skip"] == ("fid", "fvd") and kwargs["max_clips"] == 2
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert report["complete"] and report["max_clips"] == 1 and len(report["clips"]) == 1
+    assert [(run["mode"], run["metrics"]["nfe_d"], run["metrics"]["frames_generated"]) for run in report["runs"]] == [
+        ("teacher", 75, 4), ("fast", 6, 4)]
+    assert all(set(run["not_computed"]) == {"fid", "fvd"} for run in report["runs"])
     artifacts = asyncio.run(_artifacts(state.state_details.flow_run_id))
     assert "| Real test clips |" in artifacts["evaluation-eval"].data
-    assert json.loads(artifacts["evaluation-eval-table"].data)[1]["NFE-D"] == "75"
+    table = json.loads(artifacts["evaluation-eval-table"].data)
+    assert [row["NFE-D"] for row in table] == ["—", "75", "6"] and table[1]["FID↓"] == "not computed"
