@@ -31,7 +31,7 @@ from fada.evaluate import (
 from fada.metrics import MissingWeightsError, inception, video_features
 from fada.metrics.inception import FIDInceptionV3
 from fada.metrics.video_features import R3D18
-from tests.test_metrics_features import kaiming_init
+from tests.random_weights import kaiming_init
 
 N_FRAMES = 6  # frames evaluated per clip in the fast tests (max_frames)
 

@@ -15,13 +15,7 @@ from fada.metrics.fid import compute_fid, fid_from_features
 from fada.metrics.fvd import compute_fvd
 from fada.metrics.inception import FIDInceptionV3, inception_features, load_fid_inception
 from fada.metrics.video_features import R3D18, load_r3d18, split_clips
-
-
-def kaiming_init(net: nn.Module) -> nn.Module:
-    for module in net.modules():
-        if isinstance(module, (nn.Conv2d, nn.Conv3d)):
-            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-    return net
+from tests.random_weights import kaiming_init
 
 
 @pytest.fixture(scope="module")

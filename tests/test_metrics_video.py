@@ -13,7 +13,7 @@ from filters.clip_data import LandmarkModel
 from filters.media_contract import SAMPLES_PER_FRAME as HOP
 from filters.synthetic import SpeakerSpec
 from tests.clip_factory import make_clip
-from tests.test_sync import random_syncnet
+from tests.random_weights import random_syncnet
 
 
 

@@ -4,7 +4,7 @@ import warnings
 
 from shards.reader import ClipWindowDataset
 from shards.tar_members import MAX_MEMBER_BYTES
-from tests.test_reader import VERSION, raw_tar, sample, write_view
+from tests.indexed_clips import VERSION, raw_tar, sample, write_view
 
 
 def test_oversize_members_are_skipped_unread_and_counted(tmp_path):

@@ -14,7 +14,7 @@ import torch
 
 from shards.reader import ClipWindowDataset, collate_windows, reference_index
 from shards.shard_writer import ShardWriter
-from tests.test_reader import CLIP_FRAMES, VERSION, data_dir, indices_of, sample, write_view  # noqa: F401 (fixture)
+from tests.indexed_clips import CLIP_FRAMES, VERSION, data_dir, indices_of, sample, write_view  # noqa: F401 (fixture)
 
 
 @pytest.mark.parametrize("n_motion, n_frames", [(2, 16), (0, 4), (3, 1)])

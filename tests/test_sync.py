@@ -11,6 +11,7 @@ from filters.synthetic import SpeakerSpec
 from filters.sync import LipAudioSyncScorer, make_sync_scorer
 from filters.syncnet import SyncNetModel, SyncNetScorer, face_crops, load_syncnet, reference_mfcc
 from tests.clip_factory import make_clip
+from tests.random_weights import random_syncnet
 
 OFFSETS = (-10, -5, 0, 5, 10)
 COLUMNS = {"sync_offset", "sync_dist", "sync_conf", "sync_scorer"}
@@ -105,17 +106,6 @@ PUBLIC_WEIGHT_SHAPES = {
 }
 BATCH_NORMS = [f"{stream}.{i}" for stream in ("netcnnaud", "netcnnlip") for i in (1, 5, 9, 12, 15, 19)] \
     + ["netfcaud.1", "netfclip.1"]
-
-
-def random_syncnet(seed):
-    """A random SyncNetModel in eval mode whose batch-norm statistics are random too (so loading them counts)."""
-    torch.manual_seed(seed)
-    model = SyncNetModel()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.running_mean.normal_(0, 0.1)
-            module.running_var.uniform_(0.5, 2.0)
-    return model.eval()
 
 
 def _inputs():
