@@ -40,7 +40,8 @@ from fada.ablation import machine_description  # noqa: E402
 from fada.metrics.oracle_sync import (OracleSync, RenderedSpeaker, audio_envelope, load_regressor,  # noqa: E402
                                       per_window_correlation, predict_opening, r_squared, render_speakers,
                                       save_regressor, train_mouth_regressor)
-from shards.atomic import atomic_write_json, json_safe  # noqa: E402
+from filters.strict_json import json_safe  # noqa: E402
+from shards.atomic import atomic_write_json  # noqa: E402
 
 ORACLE_SEED0, HELD_OUT_SEED0 = 5000, 9000
 VIEW = "train"
