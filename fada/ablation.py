@@ -11,8 +11,8 @@ Variants (`VARIANTS`):
 Variants with identical settings (adaptive 0.25 = layer-tokens) are trained once and share a row's numbers.
 
 Per student and mode (fast: 6 steps × 1 pass; balanced: 6 steps × 3 passes with eq. 9), on ``eval_clips``
-fixed windows of the view, each generated clip by clip from its first frame (portrait) and its audio exactly
-by `FadaPipeline`'s sampling loop, with the same generator seed as the teacher's 25-step DDIM × 3 passes run:
+fixed windows of the view, each generated clip by clip from a frame outside it (the reader's reference, as at
+inference) and its audio exactly by `FadaPipeline`'s sampling loop, with the same generator seed as the teacher's 25-step DDIM × 3 passes run:
 
 * latent MSE and PSNR against the teacher's latents (PSNR peak: 2 for the pixel codec's [-1, 1] latents, the
   teacher latents' range for a VAE);
@@ -110,7 +110,7 @@ def default_distill_config(num_frames: int, steps: int, seed: int) -> dict:
 
 @dataclass
 class EvalClip:
-    portrait: torch.Tensor  # (3, H, W) in [-1, 1] at the codec's size: the window's first frame
+    portrait: torch.Tensor  # (3, H, W) in [-1, 1] at the codec's size: the reader's reference, outside the window
     audio: torch.Tensor     # samples of the window's frames plus the audio encoder's context on both sides
     frames: np.ndarray      # the real frames (T, H, W, 3) uint8
 
@@ -125,7 +125,7 @@ def eval_clips(data_dir, view: str, *, count: int, frames: int, size: int, conte
     for window in dataset:
         video = window["frames"]
         real = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        clips.append(EvalClip(video[0], window["audio"], real))
+        clips.append(EvalClip(window["reference"], window["audio"], real))
         if len(clips) == count:
             break
     if not clips:
