@@ -60,7 +60,7 @@ def sources(deployed):
     folder = deployed["root"] / "sources"
     folder.mkdir()
     for seed in (1, 2):
-        render_speaker(SpeakerSpec(seed=seed, duration_s=2.5, width=384, height=288), folder / f"speaker{seed}.mp4")
+        render_speaker(SpeakerSpec(seed=seed, duration_s=3.5, width=384, height=288), folder / f"speaker{seed}.mp4")
     rows = [{"uri": "speaker1.mp4", "tag": "interview"}, {"uri": "speaker2.mp4", "tag": "news"}]
     (folder / "manifest.yaml").write_text(yaml.safe_dump(rows))
     return folder / "manifest.yaml"

@@ -27,7 +27,7 @@ from shards.views import refilter, snapshot_files
 
 pytestmark = pytest.mark.slow
 
-CONFIG = IngestConfig.from_dict({"clip": {"min_s": 1.0, "max_s": 2.0}, "chunk_s": 60.0})
+CONFIG = IngestConfig.from_dict({"clip": {"min_s": 1.0, "max_s": 3.0}, "chunk_s": 60.0})
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def ingested(tmp_path_factory):
     sources = tmp_path_factory.mktemp("sources")
     rows = []
     for seed in (1, 2):
-        render_speaker(SpeakerSpec(seed=seed, duration_s=2.0, width=384, height=288), sources / f"s{seed}.mp4")
+        render_speaker(SpeakerSpec(seed=seed, duration_s=3.0, width=384, height=288), sources / f"s{seed}.mp4")
         rows.append({"uri": f"s{seed}.mp4", "tag": "interview"})
     (sources / "manifest.yaml").write_text(yaml.safe_dump(rows))
     data = tmp_path_factory.mktemp("data")
