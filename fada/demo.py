@@ -111,9 +111,11 @@ def demo_models(data_dir: Path, out: Path, *, teacher_dir: Path, student_dir: Pa
     from fada.train_teacher import train_teacher
 
     start = time.perf_counter()
-    teacher = train_teacher(data_dir, "strict", load_config("tiny"), teacher_steps, teacher_dir, progress=progress)
-    print(f"\nteacher: {teacher_steps} steps on view 'strict', last loss {teacher.final_loss:.4f} → {teacher.checkpoint} "
-          f"({time.perf_counter() - start:.0f} s)")
+    config = load_config("tiny")
+    config["train"]["image_steps"] = teacher_steps // 2  # the image stage first (fada.train_teacher)
+    teacher = train_teacher(data_dir, "strict", config, teacher_steps, teacher_dir, progress=progress)
+    print(f"\nteacher: {teacher_steps} steps on view 'strict' (the first {teacher_steps // 2} the image stage), "
+          f"last loss {teacher.final_loss:.4f} → {teacher.checkpoint} ({time.perf_counter() - start:.0f} s)")
     start = time.perf_counter()
     student = distill_student(data_dir, "lenient", teacher.checkpoint, student_dir, config=DEMO_DISTILL,
                               steps=student_steps, progress=progress)
