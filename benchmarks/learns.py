@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import sys
 import time
@@ -37,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fada.ablation import machine_description  # noqa: E402
+from fada.metrics.audio_probe import PROBE_TIMESTEPS, audio_probe  # noqa: E402
 from fada.metrics.oracle_sync import (OracleSync, RenderedSpeaker, audio_envelope, load_regressor,  # noqa: E402
                                       per_window_correlation, predict_opening, r_squared, render_speakers,
                                       save_regressor, train_mouth_regressor)
@@ -51,7 +53,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="/tmp/fada-learns", help="working directory (reused: data, oracle)")
     parser.add_argument("--steps", type=int, default=400, help="teacher training steps per seed")
+    parser.add_argument("--probe-every", type=int, default=0,
+                        help="also run the audio probe every N steps on the way (a learning curve; 0: only at the end)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds − 1")
+    parser.add_argument("--image-steps", type=int, default=0,
+                        help="of --steps, the teacher's image stage (fada.train_teacher; 0: video stage only)")
+    parser.add_argument("--image-batch-size", type=int, default=None, help="single frames per image-stage step")
+    parser.add_argument("--combine", nargs="+", default=None, metavar="OUT",
+                        help="instead of running: merge the seeds of these runs' learns.json (seeds run in parallel)")
     parser.add_argument("--train-speakers", type=int, default=12)
     parser.add_argument("--train-seconds", type=float, default=4.0)
     parser.add_argument("--held-out", type=int, default=3, help="held-out evaluation speakers (at least 2)")
@@ -86,6 +96,9 @@ def teacher_config(args, seed: int) -> dict:
                  ema_decay=min(train.get("ema_decay", 0.99), 1 - 10 / max(args.steps, 10)))
     if args.batch_size:
         train["batch_size"] = args.batch_size
+    train["image_steps"] = args.image_steps
+    if args.image_batch_size:
+        train["image_batch_size"] = args.image_batch_size
     if args.learning_rate:
         train["learning_rate"] = args.learning_rate
     return config
@@ -129,6 +142,7 @@ def video_scores(oracle: OracleSync, frames: np.ndarray, speaker: RenderedSpeake
 
 SUMMARY_KEYS = ("oracle_sync", "oracle_shuffled", "oracle_r_at_0", "sync_first_half", "sync_second_half",
                 "identity_ratio", "identity_nearest", "drift")
+PROBE_KEY = "probe_gap"  # `fada.metrics.audio_probe`: r(own audio) − r(other window's audio) of x̂0's mouth
 
 
 def mean_over_speakers(rows: list[dict]) -> dict:
@@ -145,6 +159,12 @@ def interval(values: list[float]) -> tuple[float, float]:
     if len(values) < 2:
         return float(values.mean()), float("nan")
     return float(values.mean()), float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def probe_stops(steps: int, every: int, image_steps: int = 0) -> list[int]:
+    """Where training pauses for a probe: every ``every`` steps after the image stage (which has no audio to
+    probe, and runs in one go), and ``steps``."""
+    return sorted({*range(every, steps, every), steps} - set(range(image_steps + 1))) if every > 0 else [steps]
 
 
 # ------------------------------------------------------------------------------------------------- generation
@@ -167,6 +187,7 @@ def write_wav(speaker: RenderedSpeaker, path: Path) -> Path:
 # ------------------------------------------------------------------------------------------------- experiment
 
 def run(args) -> dict:
+    from fada.checkpoint import load_inference_checkpoint
     from fada.pipeline import FadaPipeline
     from fada.train_teacher import build_model, train_teacher
     from shards.synthetic_dataset import make_speaker_data_dir
@@ -210,21 +231,32 @@ def run(args) -> dict:
     def score_all(pipe, seed: int) -> dict:
         rows = [video_scores(oracle, generate(pipe, s, wav, seed), s, portraits, i)
                 for i, (s, wav) in enumerate(zip(held_out, wavs))]
-        return {"per_speaker": rows, **mean_over_speakers(rows)}
+        scores = {"per_speaker": rows, **mean_over_speakers(rows)}
+        if pipe.mode == "teacher":  # the probe reads ε-predictions; a student's fast mode predicts along its flow
+            probe = audio_probe(pipe.model, pipe.codec, held_out, regressor, num_frames=args.num_frames, seed=seed)
+            scores.update(probe=probe, probe_gap=probe["mean_gap"])
+        return scores
 
     ground_truth = mean_over_speakers([video_scores(oracle, s.frames, s, portraits, i) for i, s in enumerate(held_out)])
     per_seed = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         config = teacher_config(args, seed)
         seed_dir = out / f"seed{seed}"
-        tick = time.perf_counter()
-        train_teacher(data_dir, VIEW, copy.deepcopy(config), args.steps, seed_dir / "teacher", device=args.device,
-                      progress=False)
+        tick, curve = time.perf_counter(), []
+        for stop in probe_stops(args.steps, args.probe_every, args.image_steps):  # training resumes exactly
+            train_teacher(data_dir, VIEW, copy.deepcopy(config), stop, seed_dir / "teacher", device=args.device,
+                          progress=False)
+            if stop < args.steps:
+                model, codec, _ = load_inference_checkpoint(seed_dir / "teacher" / "final", args.device, torch.float32)
+                curve.append((stop, audio_probe(model, codec, held_out, regressor, num_frames=args.num_frames,
+                                                seed=seed)["mean_gap"]))
+                print(f"seed {seed} step {stop}: audio probe gap {curve[-1][1]:+.3f}", flush=True)
         train_s = time.perf_counter() - tick
         tick = time.perf_counter()
         teacher = FadaPipeline.from_checkpoint(seed_dir / "teacher" / "final", "teacher", device=args.device,
                                                num_inference_steps=args.inference_steps)
         result = {"seed": seed, "train_s": train_s, "teacher": score_all(teacher, seed)}
+        result["probe_curve"] = curve + [(args.steps, result["teacher"]["probe_gap"])]
         torch.manual_seed(config["train"]["seed"])  # train_teacher's initialisation of this seed
         model, codec = build_model(config)
         untrained = FadaPipeline(model.to(args.device).eval(), codec.to(args.device), "teacher",
@@ -263,7 +295,8 @@ def summarise(ground_truth: dict, per_seed: list[dict]) -> dict:
     for name in ("teacher", "untrained", "student"):
         if name not in per_seed[0]:
             continue
-        rows[name] = {key: interval([seed[name][key] for seed in per_seed]) for key in SUMMARY_KEYS}
+        keys = SUMMARY_KEYS + ((PROBE_KEY,) if PROBE_KEY in per_seed[0][name] else ())
+        rows[name] = {key: interval([seed[name][key] for seed in per_seed]) for key in keys}
         rows[name]["lags"] = [lag for seed in per_seed for lag in seed[name]["lags"]]
         rows[name]["above_shuffled"] = interval([seed[name]["oracle_sync"] - seed[name]["oracle_shuffled"]
                                                  for seed in per_seed])
@@ -283,7 +316,7 @@ def _pm(value) -> str:
 COLUMNS = (("oracle sync", "oracle_sync"), ("shuffled audio", "oracle_shuffled"), ("r at lag 0", "oracle_r_at_0"),
            ("sync 1st half", "sync_first_half"), ("sync 2nd half", "sync_second_half"),
            ("identity ratio ↓", "identity_ratio"), ("nearest own portrait", "identity_nearest"),
-           ("drift (last s / first s) ", "drift"))
+           ("drift (last s / first s) ", "drift"), ("audio probe gap", PROBE_KEY))
 
 
 def format_markdown(summary: dict) -> str:
@@ -293,33 +326,83 @@ def format_markdown(summary: dict) -> str:
         f"({machine['cpu_count']} CPUs, device `{machine['device']}`, {machine['torch_threads']} torch threads; "
         "the machine was shared with other jobs).",
         "",
-        f"* Teacher: config `{args['config']}` at {summary['frame_size']}², {args['steps']} steps per seed, "
-        f"{args['num_frames']}-frame windows, {summary['seeds_done']} of {args['seeds']} seeds; trained on "
+        f"* Teacher: config `{args['config']}` at {summary['frame_size']}², {args['steps']} steps per seed"
+        + (f" (the first {args['image_steps']} the image stage, single frames)" if args.get("image_steps") else "")
+        + f", {args['num_frames']}-frame windows, {summary['seeds_done']} of {args['seeds']} seeds; trained on "
         f"{args['train_speakers']} generated speakers × {args['train_seconds']:g} s.",
         f"* Evaluation: {args['held_out']} held-out speakers × {args['eval_seconds']:g} s, DDIM "
         f"{args['inference_steps']} steps × 3 CFG passes; oracle mouth reader R² **{summary['oracle_r2']:.3f}** on "
         "those speakers' rendered frames; mean over speakers per seed, then mean ± 95 % t-interval over seeds.",
+        f"* Audio probe (`fada.metrics.audio_probe`): one denoising step at t ∈ {list(PROBE_TIMESTEPS)} from the "
+        "held-out frames, first-clip state; the gap is r(mouth of x̂0, true mouth) with the window's own audio minus "
+        "with another window's audio (0: the net ignores the audio).",
         f"* Wall time: {summary['timings_s']['total']:.0f} s.",
         "",
         "| video | " + " | ".join(name for name, _ in COLUMNS) + " | lags |",
         "| --- |" + " --- |" * (len(COLUMNS) + 1),
     ]
     for name, row in summary["rows"].items():
-        cells = [_pm(row[key]) for _, key in COLUMNS]
+        cells = [_pm(row[key]) if key in row else "—" for _, key in COLUMNS]
         lags = ", ".join("—" if lag is None else f"{lag:+d}" for lag in row["lags"])
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {lags} |")
+    curves = [seed["probe_curve"] for seed in summary["seeds"]]
+    if any(len(curve) > 1 for curve in curves):
+        steps = sorted({step for curve in curves for step, _ in curve})
+        lines += ["", "Audio probe gap on the way (learning curve; `learns_probe.png` plots it):", "",
+                  "| step | " + " | ".join(f"seed {seed['seed']}" for seed in summary["seeds"]) + " |",
+                  "| --- |" + " --- |" * len(curves)]
+        for step in steps:
+            cells = [next((f"{gap:+.3f}" for s, gap in curve if s == step), "—") for curve in curves]
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
     student = summary["rows"].get("student")
     if student:
         lines += ["", f"Student (fast, 6 NFE) sync as a share of its teacher's: {_pm(student['share_of_teacher'])}."]
     return "\n".join(lines) + "\n"
 
 
+def plot_probe_curves(summary: dict, path: Path) -> None:
+    """The audio probe gap against training steps, one line per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 3.2))
+    for seed in summary["seeds"]:
+        steps, gaps = zip(*seed["probe_curve"])
+        axes.plot(steps, gaps, marker="o", label=f"seed {seed['seed']}")
+    axes.axhline(0, color="grey", linewidth=0.8)
+    axes.set(xlabel="teacher training step", ylabel="audio probe gap (r own − r other)",
+             title="Does the teacher draw the mouth the audio asks for?")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def combine(outs: list[str]) -> dict:
+    """One summary of several runs' ``learns.json`` (the same settings, other seeds): their seeds together."""
+    runs = [json.loads((Path(out) / "learns.json").read_text()) for out in outs]
+    per_seed = sorted((seed for run in runs for seed in run["seeds"]), key=lambda seed: seed["seed"])
+    if len({seed["seed"] for seed in per_seed}) != len(per_seed):
+        raise SystemExit(f"error: the runs {outs} share seeds; run them with other --first-seed values")
+    summary = dict(runs[0], seeds=per_seed, seeds_done=len(per_seed), rows=summarise(runs[0]["ground_truth"], per_seed))
+    summary["args"] = dict(summary["args"], seeds=len(per_seed))
+    summary["timings_s"] = dict(summary["timings_s"], total=max(run["timings_s"]["total"] for run in runs))
+    return summary
+
+
 def main(argv=None) -> None:
-    summary = run(parse_args(argv))
+    args = parse_args(argv)
+    summary = combine(args.combine) if args.combine else run(args)
+    if args.combine:
+        summary["args"]["doc"], summary["args"]["out"] = args.doc, args.out
     text = format_markdown(summary)
     print(text)
+    plot_probe_curves(summary, Path(summary["args"]["out"]) / "learns_probe.png")
     if summary["args"]["doc"]:
         Path(summary["args"]["doc"]).write_text(text)
+        plot_probe_curves(summary, Path(summary["args"]["doc"]).parent / "learns_probe.png")
 
 
 if __name__ == "__main__":
