@@ -205,6 +205,12 @@ def _cached(path: Path, compute) -> dict:
     return result
 
 
+def _timed(compute) -> dict:
+    """``compute()``'s dict with the seconds it took as ``eval_seconds``."""
+    tick = time.perf_counter()
+    return {**compute(), "eval_seconds": time.perf_counter() - tick}
+
+
 def _train_teacher_once(train, progress_path: Path, steps: int) -> dict:
     """``train(steps)`` unless ``progress_path`` records a teacher of ``steps`` steps; {steps, seconds}."""
     state = json.loads(progress_path.read_text()) if progress_path.is_file() else {"steps": 0, "seconds": 0.0}
@@ -255,19 +261,19 @@ def _run(out_dir: Path, settings: AblationSettings, device: torch.device, varian
 
     start, load_start, timings = time.perf_counter(), _load(), {}
     # 1. data
-    tick = time.perf_counter()
     teacher_cfg = copy.deepcopy(settings.teacher_config) if settings.teacher_config else default_teacher_config(
         settings.num_frames, settings.teacher_steps)
     num_frames = teacher_cfg.setdefault("train", {}).setdefault("num_frames", settings.num_frames)
     size = teacher_cfg["codec"]["size"]
     data_dir = Path(settings.data_dir) if settings.data_dir else out_dir / "data"
+    data_record = out_dir / "data_made.json"
     if settings.data_dir is None and not (data_dir / "views" / f"{settings.student_view}.json").is_file():
         from shards.synthetic_dataset import make_mixed_quality_data_dir
 
-        make_mixed_quality_data_dir(data_dir, n_clean=settings.n_clean, n_moderate=settings.n_moderate, size=size,
-                                    duration_s=settings.data_seconds, strict_view=settings.teacher_view,
-                                    lenient_view=settings.student_view)
-    timings["data"] = time.perf_counter() - tick
+        _cached(data_record, lambda: _timed(lambda: {"path": str(make_mixed_quality_data_dir(
+            data_dir, n_clean=settings.n_clean, n_moderate=settings.n_moderate, size=size,
+            duration_s=settings.data_seconds, strict_view=settings.teacher_view, lenient_view=settings.student_view))}))
+    timings["data"] = json.loads(data_record.read_text())["eval_seconds"] if data_record.is_file() else 0.0
     # 2. the teacher (seed 0), once
     teacher_dir = out_dir / "teacher"
     teacher_run = _train_teacher_once(
@@ -295,17 +301,20 @@ def _run(out_dir: Path, settings: AblationSettings, device: torch.device, varian
                 tolerance=settings.flat_tolerance)
             log = read_log(student_dir)
             runs[variant.name, seed] = {**run, "dir": str(student_dir), "final_loss": log[-1]["loss"],
-                                        "w_mean": float(np.mean([row["w_mean"] for row in log]))}
+                                        "w_mean": float(np.mean([row["w_mean"] for row in log])),
+                                        "r_mean": float(np.mean([row["r_mean"] for row in log])),
+                                        "r_max": float(np.max([row["r_mean"] for row in log]))}
     timings["students"] = sum(run["seconds"] for run in runs.values())
     # 4. evaluation: the oracle, the held-out clips, the teacher (the reference), then every row
-    tick = time.perf_counter()
     teacher_pipe = FadaPipeline.from_checkpoint(teacher_dir, mode="teacher", device=str(device))
     context = teacher_pipe.model.audio_context_frames
     frames = -(-settings.eval_frames // num_frames) * num_frames
     scores_dir = out_dir / "scores" / _eval_key(settings, teacher_dir)
-    regressor = oracle_regressor(out_dir / f"mouth_regressor_{settings.oracle_speakers}x{settings.oracle_steps}.safetensors",
-                                 speakers=settings.oracle_speakers, seconds=settings.oracle_seconds,
+    weights = out_dir / f"mouth_regressor_{settings.oracle_speakers}x{settings.oracle_steps}.safetensors"
+    tick = time.perf_counter()
+    regressor = oracle_regressor(weights, speakers=settings.oracle_speakers, seconds=settings.oracle_seconds,
                                  steps=settings.oracle_steps)
+    eval_seconds = {"oracle": _cached(weights.with_suffix(".json"), lambda: {"seconds": time.perf_counter() - tick})["seconds"]}
     clips = held_out_clips(out_dir / "held_out", count=settings.eval_speakers, frames=frames, size=size,
                            context_frames=context)
     oracle_r2 = r_squared(np.concatenate([predict_opening(regressor, c.frames) for c in clips]),
@@ -323,28 +332,32 @@ def _run(out_dir: Path, settings: AblationSettings, device: torch.device, varian
 
         from shards.atomic import atomic_path
 
-        teacher_scores = evaluator(teacher_pipe)
+        teacher_scores = _timed(lambda: evaluator(teacher_pipe))
         scores_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(teacher_latents) as tmp:
             save_file({str(i): x.contiguous() for i, x in enumerate(evaluator.reference)}, str(tmp))
         atomic_write_json(scores_dir / "teacher.json", json_safe(teacher_scores))
     teacher_row = {"variant": "teacher", "label": "teacher, DDIM 25 steps × 3 passes", "mode": "teacher",
                    **json.loads((scores_dir / "teacher.json").read_text())}
-    real_row = _cached(scores_dir / "real.json", evaluator.real)
+    real_row = _cached(scores_dir / "real.json", lambda: _timed(evaluator.real))
+    eval_seconds.update(teacher=teacher_row["eval_seconds"], real=real_row["eval_seconds"])
     per_seed: dict[str, list[dict]] = {"teacher": [teacher_row]}
     for variant in variants:
         trained = shared[variant.name]
         per_seed[variant.name] = []
         for seed in range(settings.seeds):
             run = runs[trained, seed]
-            scores = _cached(scores_dir / f"{trained}-seed{seed}-{variant.mode}.json",
-                             lambda run=run: evaluator(FadaPipeline.from_checkpoint(run["dir"], mode=variant.mode,
-                                                                                    device=str(device))))
+            name = f"{trained}-seed{seed}-{variant.mode}"
+            scores = _cached(scores_dir / f"{name}.json", lambda run=run: _timed(lambda: evaluator(
+                FadaPipeline.from_checkpoint(run["dir"], mode=variant.mode, device=str(device)))))
+            eval_seconds[name] = scores["eval_seconds"]
             per_seed[variant.name].append({**scores, "seed": seed, "train_steps": run["steps"],
                                            "train_status": run["status"], "train_seconds": run["seconds"],
-                                           "final_loss": run["final_loss"], "w_mean": run["w_mean"]})
-    timings["eval"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - start
+                                           **{k: run[k] for k in ("final_loss", "w_mean", "r_mean", "r_max")}})
+    # the work's seconds as recorded when it was done (a resumed run reuses earlier work with its time)
+    timings["eval"] = sum(eval_seconds.values())
+    timings["total"] = timings["data"] + timings["teacher"] + timings["students"] + timings["eval"]
+    timings["this_invocation"] = time.perf_counter() - start
     rows = [{"variant": v.name, "table": v.table, "label": v.label, "mode": v.mode, "trained_as": shared[v.name],
              "loss_mode": v.settings["loss_mode"], "lambda_gt": v.settings["lambda_gt"],
              "cfg_variant": v.settings["cfg_variant"], "seeds": per_seed[v.name]} for v in variants]
