@@ -101,10 +101,13 @@ def is_flat(losses: list[float], chunk: int, tolerance: float = FLAT_TOLERANCE) 
 def train_until_flat(train, read_losses, progress_path: Path, *, chunk: int, max_steps: int,
                      tolerance: float = FLAT_TOLERANCE) -> dict:
     """Call ``train(total_steps)`` a chunk at a time until `is_flat` on ``read_losses()`` or ``max_steps``;
-    {steps, seconds, status: flat | capped}, kept in ``progress_path`` after every chunk (a cut run resumes)."""
+    {steps, seconds, status: flat | capped}, kept in ``progress_path`` after every chunk (a cut run resumes; a
+    capped one continues when ``max_steps`` has grown)."""
     state = {"steps": 0, "seconds": 0.0, "status": "training"}
     if progress_path.is_file():
         state = json.loads(progress_path.read_text())
+        if state["status"] == "capped" and state["steps"] < max_steps:
+            state["status"] = "training"
     while state["status"] == "training":
         steps = min(state["steps"] + chunk, max_steps)
         tick = time.perf_counter()

@@ -81,6 +81,9 @@ def test_flat_stopping_rule_on_a_hand_made_curve(tmp_path):
     log.clear()
     capped = train_until_flat(train, lambda: log, tmp_path / "q.json", chunk=10, max_steps=25)
     assert capped["status"] == "capped" and capped["steps"] == 25 and len(log) == 25
+    assert train_until_flat(train, lambda: log, tmp_path / "q.json", chunk=10, max_steps=25) == capped
+    more = train_until_flat(train, lambda: log, tmp_path / "q.json", chunk=10, max_steps=100)  # a larger cap continues
+    assert more["status"] == "flat" and more["steps"] == 45 and calls[-3:] == [25, 35, 45]
 
 
 def _members(tar_path):
