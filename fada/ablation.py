@@ -276,7 +276,8 @@ def _run(out_dir: Path, settings: AblationSettings, device: torch.device, varian
         _cached(data_record, lambda: _timed(lambda: {"path": str(make_mixed_quality_data_dir(
             data_dir, n_clean=settings.n_clean, n_moderate=settings.n_moderate, size=size,
             duration_s=settings.data_seconds, strict_view=settings.teacher_view, lenient_view=settings.student_view))}))
-    timings["data"] = json.loads(data_record.read_text())["eval_seconds"] if data_record.is_file() else 0.0
+    # None: a data dir reused without a record of its making (or the user's own)
+    timings["data"] = json.loads(data_record.read_text())["eval_seconds"] if data_record.is_file() else None
     # 2. the teacher (seed 0), once
     teacher_dir = out_dir / "teacher"
     teacher_run = _train_teacher_once(
@@ -359,7 +360,7 @@ def _run(out_dir: Path, settings: AblationSettings, device: torch.device, varian
                                            **{k: run[k] for k in ("final_loss", "w_mean", "r_mean", "r_max")}})
     # the work's seconds as recorded when it was done (a resumed run reuses earlier work with its time)
     timings["eval"] = sum(eval_seconds.values())
-    timings["total"] = timings["data"] + timings["teacher"] + timings["students"] + timings["eval"]
+    timings["total"] = (timings["data"] or 0.0) + timings["teacher"] + timings["students"] + timings["eval"]
     timings["this_invocation"] = time.perf_counter() - start
     rows = [{"variant": v.name, "table": v.table, "label": v.label, "mode": v.mode, "trained_as": shared[v.name],
              "loss_mode": v.settings["loss_mode"], "lambda_gt": v.settings["lambda_gt"],

@@ -125,7 +125,8 @@ def format_markdown(summary: dict) -> str:
         + f", torch {machine['torch']}, {machine['torch_threads']} thread(s); load average {summary['load_average']['start']} "
         f"at the start, {summary['load_average']['end']} at the end — **the cores were shared** with another "
         "training run, so the seconds are upper bounds.",
-        f"* **Wall time: {timings['total'] / 60:.1f} min** of work — data {timings['data']:.0f} s, teacher "
+        f"* **Wall time: {timings['total'] / 60:.1f} min** of work — data "
+        + ("reused, time not recorded" if timings["data"] is None else f"{timings['data']:.0f} s") + ", teacher "
         f"{timings['teacher']:.0f} s, students {timings['students']:.0f} s, oracle and evaluation {timings['eval']:.0f} s; "
         "each piece as recorded when it was done (a resumed run reuses earlier work with its time; this "
         f"invocation itself took {timings['this_invocation']:.0f} s).",
@@ -199,6 +200,9 @@ def _reading(summary: dict) -> list[str]:
     r_max = max((s.get("r_max") or 0.0 for row in summary["rows"] if row["loss_mode"].startswith("adaptive")
                  for s in row["seeds"]), default=math.nan)
     r_peak = summary["distill_config"].get("r_peak", 30.0)
+    cfg_means = [float(np.mean([s["distance"] for s in row["seeds"]])) for row in summary["rows"]
+                 if row["cfg_variant"] != "none"]
+    cfg_spread = max(cfg_means) - min(cfg_means) if cfg_means else math.nan
     lines = [
         f"* Of {runs} student runs, {capped} hit the step cap before their loss was flat; a capped row is an "
         "under-trained student, and its verdicts say so much less.",
@@ -211,7 +215,11 @@ def _reading(summary: dict) -> list[str]:
         f"r_peak ({_num(r_peak)}). The largest batch-mean r logged by any adaptive student here was {_num(r_max)}"
         + (" (batch means; with batch 1 each is one sample's): below r_peak, where both weights are λ_gt·r^α, so "
            "adaptive and adaptive-unlimited trained the same student and their rows can only agree — the cut-off "
-           "the paper credits never acted." if r_max < r_peak else " (batch means)."),
+           "the paper credits never acted." if r_max < r_peak else
+           " (batch means; batch 1: one sample's): above r_peak, so the fall-off did act on some samples."),
+        f"* The three CFG-distilled variants' mean distances to the teacher differ by at most {_num(cfg_spread)}: "
+        "their CFG conditioning starts at zero (the student starts as the teacher) and a few dozen steps barely "
+        "move it, so at this scale they are nearly the same student.",
         "* FD on low-dimensional thumbnails measures colour and layout statistics, not video quality as FVD/FID do; "
         "with a few hundred frames its interval is wide.",
         f"* Verdicts on the primary metric: {verdicts.count('holds')} hold, {verdicts.count('does not hold at this scale')} "
