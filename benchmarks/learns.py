@@ -42,6 +42,7 @@ from fada.metrics.audio_probe import PROBE_TIMESTEPS, audio_probe  # noqa: E402
 from fada.metrics.oracle_sync import (OracleSync, RenderedSpeaker, audio_envelope, load_regressor,  # noqa: E402
                                       per_window_correlation, predict_opening, r_squared, render_speakers,
                                       save_regressor, train_mouth_regressor)
+from fada.stats import interval  # noqa: E402
 from filters.strict_json import json_safe  # noqa: E402
 from shards.atomic import atomic_write_json  # noqa: E402
 
@@ -149,16 +150,6 @@ def mean_over_speakers(rows: list[dict]) -> dict:
     out = {key: float(np.mean([row[key] for row in rows])) for key in SUMMARY_KEYS}
     out["lags"] = [row["oracle_lag"] for row in rows]
     return out
-
-
-def interval(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95 % t-interval); half-width NaN for one value."""
-    from scipy.stats import t
-
-    values = np.asarray(values, np.float64)
-    if len(values) < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def probe_stops(steps: int, every: int, image_steps: int = 0) -> list[int]:

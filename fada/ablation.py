@@ -1,51 +1,46 @@
-"""Ablation harness for the paper's Tables 2–4: one teacher, one student per variant, all measured against the
-teacher on the same noise, portrait and audio; results as a markdown table (``docs/ablation.md``).
+"""The distillation ablation of the paper's Tables 2–4 as an experiment (issue 15 item 7).
 
-Variants (`VARIANTS`):
+1. Data with the paper's premise: a ``strict`` view of clean speakers and a ``lenient`` view of the same plus
+   moderate-quality ones (bad lip-sync ground truth, degraded frames) —
+   `shards.synthetic_dataset.make_mixed_quality_data_dir`, or a user's data dir and view names.
+2. One teacher (seed 0) on the teacher view, the shared reference of every student seed.
+3. Per student seed, one student per distinct variant (`VARIANTS`) on the student view, each trained in chunks
+   (`distill_student` resumes exactly from its out dir) until its loss is flat (`is_flat`) or ``max_student_steps``.
+   Loss rows (Tables 2–3) are plain students (``cfg_variant: none``) scored in balanced mode (6 steps × 3 CFG
+   passes = 18 NFE); CFG rows (Table 4, adaptive λ_gt 0.25 loss) are scored in fast mode (6 NFE). The "no CFG
+   distillation" row is the adaptive-0.25 plain student in fast mode (conditional inference), not a second run.
+4. Every model scored on held-out speakers (`fada.ablation_eval`): distance to the teacher, oracle sync,
+   Fréchet distance to real frames, NFE-D, generation and training seconds.
+5. Per row mean ± 95 % t-interval over student seeds; per paper claim a computed verdict (`fada.ablation_claims`).
+6. ``OUT/ablation.json``, the markdown (`fada.ablation_report.format_markdown`) and a loss-curve PNG beside it.
 
-* Tables 2–3, mixed supervision (CFG variant layer-tokens): PeRFlow without the GT loss; fixed w = 0.2 and
-  1.0; adaptive without the fall-off (λ_gt 0.25); adaptive with λ_gt 0.25 and 0.5;
-* Table 4, CFG distillation (loss adaptive, λ_gt 0.25): no CFG conditioning, scales in the time embedding,
-  CFG layer on a plain scale embedding, CFG layer with tokens.
-
-Variants with identical settings (adaptive 0.25 = layer-tokens) are trained once and share a row's numbers.
-
-Per student and mode (fast: 6 steps × 1 pass; balanced: 6 steps × 3 passes with eq. 9), on ``eval_clips``
-fixed windows of the view, each generated clip by clip from a frame outside it (the reader's reference, as at
-inference) and its audio exactly by `FadaPipeline`'s sampling loop, with the same generator seed as the teacher's 25-step DDIM × 3 passes run:
-
-* latent MSE and PSNR against the teacher's latents (PSNR peak: 2 for the pixel codec's [-1, 1] latents, the
-  teacher latents' range for a VAE);
-* Sync-C / Sync-D of the decoded frames (upsampled to ``output_size``) with the project's scorer
-  (`SyncMetric`); NaN with the scorer's reason when it cannot score (no face found, or a video shorter than
-  the ±15-frame search needs: about 40 frames — set ``eval_frames`` for that);
-* NFE-D per clip as counted by the pipeline's `NFECounter` (75 / 18 / 6).
-
-On a CPU the defaults (tiny config, 4-frame clips, few steps) finish in minutes; the numbers then show that
-the harness works, not the paper's ranking. Pass more ``teacher_steps``/``student_steps`` (and a larger
-``teacher_config``) on a GPU. Runs already finished in ``out_dir`` are resumed/reused, not retrained.
+Everything finished in ``out_dir`` is reused: the data, the teacher, the oracle, each student's chunks (a
+progress file per student) and each model's scores, so a cut run continues where it stopped.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from filters.media_contract import SAMPLES_PER_FRAME
-MODES = ("fast", "balanced")
-NOT_RUN = {"nfe": None, "sync_reasons": [], "mse": None, "psnr": None, "sync_c": None, "sync_d": None,
-           "sync_scored": "0/0", "sync_reason": "not run: a CFG-distilled student runs in fast mode only"}
-TEACHER_STEPS, STUDENT_STEPS = 120, 10  # the CPU defaults; a GPU run passes more
+from filters.strict_json import json_safe
+from shards.atomic import atomic_write_json
+
+# Defaults measured to fit 40 minutes on a shared 2-core CPU (docs/ablation.md records the run).
+TEACHER_STEPS, MAX_STUDENT_STEPS, CHUNK_STEPS, SEEDS = 200, 60, 20, 3
+FLAT_TOLERANCE = 0.05  # a chunk that lowers the mean loss by less than this (relative) ends training
+PROGRESS_FILE = "ablation_progress.json"
 
 
 @dataclass(frozen=True)
@@ -54,12 +49,11 @@ class Variant:
     table: str
     label: str
     overrides: dict = field(default_factory=dict)
+    mode: str = "balanced"  # the inference mode the row is scored in
 
     @property
     def settings(self) -> dict:
         """The variant's full `DistillConfig` (defaults + overrides)."""
-        from dataclasses import asdict
-
         from fada.distill import DistillConfig
 
         return asdict(DistillConfig.from_dict(self.overrides))
@@ -70,28 +64,66 @@ class Variant:
         return json.dumps(self.settings, sort_keys=True)
 
 
-_CFG_LOSS = {"loss_mode": "adaptive", "lambda_gt": 0.25}
+_PLAIN = {"cfg_variant": "none"}
+_ADAPTIVE = {"loss_mode": "adaptive", "lambda_gt": 0.25}
 VARIANTS = (
-    Variant("perflow", "2", "PeRFlow, no GT loss", {"loss_mode": "none"}),
-    Variant("fixed-0.2", "2", "fixed w = 0.2", {"loss_mode": "fixed", "lambda_gt": 0.2}),
-    Variant("fixed-1.0", "2", "fixed w = 1.0", {"loss_mode": "fixed", "lambda_gt": 1.0}),
+    Variant("perflow", "2", "PeRFlow alone (no GT loss)", {**_PLAIN, "loss_mode": "none"}),
+    Variant("fixed-0.2", "2", "fixed w = 0.2", {**_PLAIN, "loss_mode": "fixed", "lambda_gt": 0.2}),
+    Variant("fixed-1.0", "2", "fixed w = 1.0", {**_PLAIN, "loss_mode": "fixed", "lambda_gt": 1.0}),
     Variant("adaptive-unlimited", "3", "adaptive, unlimited (λ_gt 0.25)",
-            {"loss_mode": "adaptive-unlimited", "lambda_gt": 0.25}),
-    Variant("adaptive-0.25", "3", "adaptive, λ_gt 0.25", _CFG_LOSS),
-    Variant("adaptive-0.5", "3", "adaptive, λ_gt 0.5", {"loss_mode": "adaptive", "lambda_gt": 0.5}),
-    Variant("cfg-none", "4", "no CFG distillation", {**_CFG_LOSS, "cfg_variant": "none"}),
-    Variant("cfg-time-embed", "4", "scales in the time embedding", {**_CFG_LOSS, "cfg_variant": "time-embed"}),
-    Variant("cfg-layer", "4", "CFG layer, plain embedding", {**_CFG_LOSS, "cfg_variant": "layer"}),
-    Variant("cfg-layer-tokens", "4", "CFG layer with tokens (FADA)", {**_CFG_LOSS, "cfg_variant": "layer-tokens"}),
+            {**_PLAIN, "loss_mode": "adaptive-unlimited", "lambda_gt": 0.25}),
+    Variant("adaptive-0.25", "3", "adaptive, λ_gt 0.25", {**_PLAIN, **_ADAPTIVE}),
+    Variant("adaptive-0.5", "3", "adaptive, λ_gt 0.5", {**_PLAIN, "loss_mode": "adaptive", "lambda_gt": 0.5}),
+    Variant("cfg-none", "4", "no CFG distillation (conditional inference)", {**_ADAPTIVE, "cfg_variant": "none"}, "fast"),
+    Variant("cfg-time-embed", "4", "scales in the time embedding", {**_ADAPTIVE, "cfg_variant": "time-embed"}, "fast"),
+    Variant("cfg-layer", "4", "CFG layer, plain embedding", {**_ADAPTIVE, "cfg_variant": "layer"}, "fast"),
+    Variant("cfg-layer-tokens", "4", "CFG layer with tokens (FADA)", {**_ADAPTIVE, "cfg_variant": "layer-tokens"}, "fast"),
 )
 
 
+def students(variants: tuple[Variant, ...] = VARIANTS) -> dict[str, str]:
+    """Variant name → the name of the variant whose student it uses (the first with the same settings)."""
+    first: dict[str, str] = {}
+    return {v.name: first.setdefault(v.key, v.name) for v in variants}
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+def is_flat(losses: list[float], chunk: int, tolerance: float = FLAT_TOLERANCE) -> bool:
+    """True when the mean loss of the last ``chunk`` steps is lower than the chunk before's by less than
+    ``tolerance`` of it (or higher): the smoothed curve stopped improving."""
+    if chunk < 1 or len(losses) < 2 * chunk:
+        return False
+    last, before = float(np.mean(losses[-chunk:])), float(np.mean(losses[-2 * chunk:-chunk]))
+    return before - last < tolerance * abs(before)
+
+
+def train_until_flat(train, read_losses, progress_path: Path, *, chunk: int, max_steps: int,
+                     tolerance: float = FLAT_TOLERANCE) -> dict:
+    """Call ``train(total_steps)`` a chunk at a time until `is_flat` on ``read_losses()`` or ``max_steps``;
+    {steps, seconds, status: flat | capped}, kept in ``progress_path`` after every chunk (a cut run resumes; a
+    capped one continues when ``max_steps`` has grown)."""
+    state = {"steps": 0, "seconds": 0.0, "status": "training"}
+    if progress_path.is_file():
+        state = json.loads(progress_path.read_text())
+        if state["status"] == "capped" and state["steps"] < max_steps:
+            state["status"] = "training"
+    while state["status"] == "training":
+        steps = min(state["steps"] + chunk, max_steps)
+        tick = time.perf_counter()
+        train(steps)
+        status = "flat" if is_flat(read_losses(), chunk, tolerance) else "capped" if steps >= max_steps else "training"
+        state = {"steps": steps, "seconds": state["seconds"] + time.perf_counter() - tick, "status": status}
+        atomic_write_json(progress_path, state)
+    return state
+
+
 def _ema_decay(steps: int) -> float:
-    """EMA horizon of about a tenth of the run (short harness runs would otherwise export mostly the init)."""
+    """EMA horizon of about a tenth of the run (short runs would otherwise export mostly the initialisation)."""
     return 1.0 - min(1.0, 10.0 / max(steps, 1))
 
 
-def default_teacher_config(num_frames: int, steps: int, seed: int) -> dict:
+def default_teacher_config(num_frames: int, steps: int, seed: int = 0) -> dict:
     from fada.config import load_config
 
     config = load_config("tiny")
@@ -100,116 +132,10 @@ def default_teacher_config(num_frames: int, steps: int, seed: int) -> dict:
     return config
 
 
-def default_distill_config(num_frames: int, steps: int, seed: int) -> dict:
+def default_distill_config(num_frames: int, max_steps: int, chunk: int) -> dict:
     return {"num_frames": num_frames, "batch_size": 1, "solver_steps_per_window": 2, "learning_rate": 2e-4,
-            "windows_per_clip": 2, "shuffle_buffer": 8, "checkpoint_every": max(steps, 1),
-            "ema_decay": _ema_decay(steps), "seed": seed}
-
-
-# ----------------------------------------------------------------------------------------------- evaluation
-
-@dataclass
-class EvalClip:
-    portrait: torch.Tensor  # (3, H, W) in [-1, 1] at the codec's size: the reader's reference, outside the window
-    audio: torch.Tensor     # samples of the window's frames plus the audio encoder's context on both sides
-    frames: np.ndarray      # the real frames (T, H, W, 3) uint8
-
-
-def eval_clips(data_dir, view: str, *, count: int, frames: int, size: int, context_frames: int, seed: int) -> list[EvalClip]:
-    """The first ``count`` windows of ``frames`` frames of the view (no shuffle, seeded window starts)."""
-    from shards.reader import ClipWindowDataset
-
-    dataset = ClipWindowDataset(data_dir, view, n_frames=frames, n_motion_frames=0, frame_size=size,
-                                windows_per_clip=1, shuffle_buffer=0, seed=seed, audio_context_frames=context_frames)
-    clips = []
-    for window in dataset:
-        video = window["frames"]
-        real = ((video + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        clips.append(EvalClip(window["reference"], window["audio"], real))
-        if len(clips) == count:
-            break
-    if not clips:
-        raise ValueError(f"view {view!r} has no window of {frames} frames to evaluate on")
-    return clips
-
-
-@torch.no_grad()
-def generate_latents(pipe, clip: EvalClip, seed: int) -> tuple[torch.Tensor, float]:
-    """(latents (T, C, h, w), NFE-D per clip) of one eval video: `FadaPipeline.latent_clips` over the window's
-    clips, each with its audio and the real audio around it as context."""
-    frames, context = pipe.clip_frames, pipe.model.audio_context_frames
-    n_clips = len(clip.frames) // frames
-    clips = [(c * frames, clip.audio[c * frames * SAMPLES_PER_FRAME:((c + 1) * frames + 2 * context) * SAMPLES_PER_FRAME])
-             for c in range(n_clips)]
-    pipe.nfe.reset()
-    latents = [clip_latents[0] for _, clip_latents in pipe.latent_clips(clip.portrait[None], clips, seed=seed)]
-    return torch.cat(latents).float().cpu(), pipe.nfe.total / n_clips
-
-
-def sync_score(metric, frames: np.ndarray, audio: np.ndarray) -> tuple[float, float, str]:
-    """(Sync-C, Sync-D, "") or (NaN, NaN, reason) when the scorer cannot score the video."""
-    try:
-        scores = metric.score(frames, audio)
-        return float(scores["sync_c"]), float(scores["sync_d"]), ""
-    except Exception as exc:  # noqa: BLE001 — a metric that cannot score is recorded, never fatal
-        return math.nan, math.nan, f"{type(exc).__name__}: {exc}"
-
-
-def _upsample(frames: np.ndarray, size: int) -> np.ndarray:
-    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    tensor = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear", align_corners=False)
-    return tensor.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-class Evaluator:
-    """Scores pipelines on fixed eval clips against the teacher's outputs (see the module docstring)."""
-
-    def __init__(self, clips: list[EvalClip], *, context_frames: int, output_size: int, seed: int):
-        from fada.metrics.sync_metric import SyncMetric
-
-        self.clips, self.context, self.output_size, self.seed = clips, context_frames, output_size, seed
-        self.metric = SyncMetric()
-        self.reference: list[torch.Tensor] | None = None
-
-    def _audio(self, clip: EvalClip, frames: int) -> np.ndarray:
-        start = self.context * SAMPLES_PER_FRAME
-        return clip.audio[start:start + frames * SAMPLES_PER_FRAME].numpy().astype(np.float32)
-
-    def real(self) -> dict:
-        """Sync of the real frames (how far the scorer gets on these clips at all)."""
-        scores = [sync_score(self.metric, _upsample(c.frames, self.output_size), self._audio(c, len(c.frames)))
-                  for c in self.clips]
-        return self._summarise(scores, mse=[], psnr=[], nfe=math.nan)
-
-    def teacher(self, pipe) -> dict:
-        """Score the teacher and keep its latents as the reference of every later call."""
-        self.reference = None
-        return self(pipe)
-
-    def __call__(self, pipe) -> dict:
-        latents, nfe, scores = [], [], []
-        for clip in self.clips:
-            clip_latents, clip_nfe = generate_latents(pipe, clip, self.seed)
-            latents.append(clip_latents)
-            nfe.append(clip_nfe)
-            frames = pipe.decode_frames(clip_latents.to(pipe.device, pipe.dtype), self.output_size)
-            scores.append(sync_score(self.metric, frames, self._audio(clip, len(frames))))
-        if self.reference is None:  # `teacher` is scoring
-            self.reference = latents
-        mse = [float((x - ref).pow(2).mean()) for x, ref in zip(latents, self.reference)]
-        peaks = [2.0 if pipe.codec.kind == "pixel" else float(ref.max() - ref.min()) for ref in self.reference]
-        psnr = [10 * math.log10(peak**2 / e) if e > 0 else math.inf for e, peak in zip(mse, peaks)]
-        return self._summarise(scores, mse, psnr, float(np.mean(nfe)))
-
-    def _summarise(self, scores: list, mse: list, psnr: list, nfe: float) -> dict:
-        sync_c = [c for c, _, reason in scores if not reason]
-        sync_d = [d for _, d, reason in scores if not reason]
-        reasons = sorted({reason for *_, reason in scores if reason})
-        return {"nfe": nfe, "sync_reasons": reasons, "mse": float(np.mean(mse)) if mse else math.nan,
-                "psnr": float(np.mean(psnr)) if psnr else math.nan,
-                "sync_c": float(np.mean(sync_c)) if sync_c else math.nan,
-                "sync_d": float(np.mean(sync_d)) if sync_d else math.nan,
-                "sync_scored": f"{len(sync_c)}/{len(scores)}", "sync_reason": "; ".join(reasons)}
+            "windows_per_clip": 2, "shuffle_buffer": 8, "checkpoint_every": max(chunk, 1),
+            "ema_decay": _ema_decay(max_steps)}
 
 
 # ------------------------------------------------------------------------------------------------- harness
@@ -237,211 +163,227 @@ def _load() -> list[float]:
         return []
 
 
-def run_ablation(out_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None = None, view: str = "train",
-                 teacher_steps: int | None = None, student_steps: int | None = None, device: str | None = None,
-                 progress: bool = True, table_path: str | os.PathLike | None = "docs/ablation.md", num_frames: int = 4,
-                 teacher_config: dict | None = None, distill_config: dict | None = None,
-                 variants: tuple[Variant, ...] = VARIANTS, eval_clips_count: int = 2, eval_frames: int | None = None,
-                 output_size: int = 128, seed: int = 0, num_threads: int | None = None) -> list[dict]:
-    """Train a teacher and one student per variant, score them, write the markdown to ``table_path`` (None: don't);
-    one row per variant is returned (and saved to ``out_dir/ablation.json`` with the teacher's and the real
-    frames' rows). Steps default to `TEACHER_STEPS` and `STUDENT_STEPS` (about 8–10 minutes on a 2-core CPU).
+@dataclass
+class AblationSettings:
+    """What `run_ablation` runs; ``__init__`` keywords are the configuration (the CLI's options map onto them)."""
 
-    ``teacher_config``: a full configuration (`fada.config.load_config` layout; default: tiny with
-    ``num_frames``); ``distill_config``: `DistillConfig` overrides for every variant. ``eval_frames``: frames
-    per eval video (whole clips; default one clip). ``num_threads``: torch CPU threads while running (default 1
-    on a CPU: on shared cores, parallel regions wait on busy cores and a step took ~10× longer with 2).
-    """
-    from fada.distill import distill_student
-    from fada.pipeline import FadaPipeline, student_modes
-    from fada.train_teacher import train_teacher
-    from fada.training import read_log
+    data_dir: str | None = None          # None: generated mixed-quality speakers in OUT/data
+    teacher_view: str = "strict"
+    student_view: str = "lenient"
+    seeds: int = SEEDS                   # student seeds; the teacher is trained once (seed 0)
+    teacher_steps: int = TEACHER_STEPS
+    max_student_steps: int = MAX_STUDENT_STEPS
+    chunk_steps: int = CHUNK_STEPS
+    flat_tolerance: float = FLAT_TOLERANCE
+    num_frames: int = 4                  # frames per training window and per generated clip
+    teacher_config: dict | None = None   # full configuration (`fada.config` layout); default tiny at 32²
+    distill_config: dict | None = None   # `DistillConfig` overrides for every student
+    n_clean: int = 6                     # generated data: clean speakers (strict) …
+    n_moderate: int = 6                  # … and moderate-quality ones (lenient adds them)
+    data_seconds: float = 4.0
+    eval_speakers: int = 2
+    eval_frames: int = 40                # per eval video (whole clips); the oracle needs ≥ 40
+    fd_side: int = 4                     # FD features: fd_side² × 3 thumbnail pixels
+    oracle_speakers: int = 4
+    oracle_seconds: float = 3.0
+    oracle_steps: int = 300
+    oracle_min_frames: int = 40
+    eval_seed: int = 0                   # generator seed of every eval video (the same noise for every model)
 
-    start = time.perf_counter()
-    teacher_steps = TEACHER_STEPS if teacher_steps is None else teacher_steps
-    student_steps = STUDENT_STEPS if student_steps is None else student_steps
+
+def _eval_key(settings: AblationSettings, teacher_dir: Path) -> str:
+    fields = {k: getattr(settings, k) for k in ("eval_speakers", "eval_frames", "fd_side", "oracle_speakers",
+                                                  "oracle_seconds", "oracle_steps", "oracle_min_frames", "eval_seed")}
+    fields["teacher"] = str(teacher_dir.resolve())
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _cached(path: Path, compute) -> dict:
+    """``compute()``'s dict in strict JSON (NaN → None), kept at ``path``; a later run reads it back."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = json_safe(compute())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, result)
+    return result
+
+
+def _timed(compute) -> dict:
+    """``compute()``'s dict with the seconds it took as ``eval_seconds``."""
+    tick = time.perf_counter()
+    return {**compute(), "eval_seconds": time.perf_counter() - tick}
+
+
+def _train_teacher_once(train, progress_path: Path, steps: int) -> dict:
+    """``train(steps)`` unless ``progress_path`` records a teacher of ``steps`` steps; {steps, seconds}."""
+    state = json.loads(progress_path.read_text()) if progress_path.is_file() else {"steps": 0, "seconds": 0.0}
+    if state["steps"] != steps:
+        tick = time.perf_counter()
+        train(steps)
+        state = {"steps": steps, "seconds": state["seconds"] + time.perf_counter() - tick}
+        atomic_write_json(progress_path, state)
+    return state
+
+
+def run_ablation(out_dir: str | os.PathLike, settings: AblationSettings | None = None, *, device: str | None = None,
+                 num_threads: int | None = None, doc_path: str | os.PathLike | None = "docs/ablation.md",
+                 variants: tuple[Variant, ...] = VARIANTS, progress: bool = True) -> dict:
+    """Run the experiment (module docstring) into ``out_dir``; returns the summary also written to
+    ``out_dir/ablation.json`` and, unless ``doc_path`` is None, as markdown to ``doc_path`` (with the loss-curve
+    PNG beside it). ``num_threads``: torch CPU threads (default 1 on a CPU: on shared cores, parallel regions
+    wait on busy cores)."""
+    settings = settings or AblationSettings()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    previous_threads = torch.get_num_threads()
     threads = num_threads or (1 if device.type == "cpu" else None)
-    if threads:
+    previous = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    if threads:  # FadaPipeline takes every core unless OMP_NUM_THREADS is set
+        os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
-    timings, load_start = {}, _load()
     try:
-        # 1. data: a small generated speaker set unless a data directory is given
-        tick = time.perf_counter()
-        if data_dir is None:
-            from shards.synthetic_dataset import make_speaker_data_dir
-
-            data_dir = out_dir / "data"
-            if not (data_dir / "views" / f"{view}.json").is_file():
-                make_speaker_data_dir(data_dir, n_clips=3, size=32, duration_s=2.0, view=view)
-        timings["data"] = time.perf_counter() - tick
-        # 2. the teacher
-        tick = time.perf_counter()
-        teacher_cfg = copy.deepcopy(teacher_config) if teacher_config else default_teacher_config(num_frames, teacher_steps, seed)
-        num_frames = teacher_cfg.setdefault("train", {}).setdefault("num_frames", num_frames)
-        teacher_dir = out_dir / "teacher"
-        train_teacher(data_dir, view, teacher_cfg, teacher_steps, teacher_dir, device=str(device), progress=progress)
-        teacher_log = read_log(teacher_dir)
-        timings["teacher"] = time.perf_counter() - tick
-        # 3. one student per distinct variant
-        common = {**default_distill_config(num_frames, student_steps, seed), **(distill_config or {})}
-        trained: dict[str, dict] = {}
-        for variant in variants:
-            if variant.key in trained:
-                continue
-            tick = time.perf_counter()
-            student_dir = out_dir / "students" / variant.name
-            result = distill_student(data_dir, view, teacher_dir, student_dir, config={**common, **variant.overrides},
-                                     steps=student_steps, device=str(device), progress=progress)
-            log = read_log(student_dir)
-            trained[variant.key] = {"dir": student_dir, "name": variant.name, "seconds": time.perf_counter() - tick,
-                                    "final_loss": log[-1]["loss"] if log else result.final_loss,
-                                    "w_mean": float(np.mean([row["w_mean"] for row in log])) if log else math.nan}
-        timings["students"] = sum(run["seconds"] for run in trained.values())
-        # 4. evaluation: the teacher first (the reference), then each student in both modes
-        tick = time.perf_counter()
-        teacher_pipe = FadaPipeline.from_checkpoint(teacher_dir, mode="teacher", device=str(device))
-        frames = -(-(eval_frames or num_frames) // num_frames) * num_frames
-        clips = eval_clips(data_dir, view, count=eval_clips_count, frames=frames, size=teacher_pipe.codec.size,
-                           context_frames=teacher_pipe.model.audio_context_frames, seed=seed + 1)
-        evaluator = Evaluator(clips, context_frames=teacher_pipe.model.audio_context_frames, output_size=output_size,
-                              seed=seed)
-        teacher_row = {"variant": "teacher", "label": "teacher, DDIM 25 steps × 3 passes", **evaluator.teacher(teacher_pipe)}
-        real_row = {"variant": "real", "label": "real frames (scorer reference)", **evaluator.real()}
-        scored: dict[str, dict] = {}
-        rows = []
-        for variant in variants:
-            run = trained[variant.key]
-            if variant.key not in scored:
-                scored[variant.key] = {}
-                runnable = student_modes(variant.settings["cfg_variant"])
-                for mode in MODES:
-                    if mode not in runnable:  # balanced would run states a CFG-distilled student never learnt
-                        scored[variant.key][mode] = NOT_RUN
-                        continue
-                    pipe = FadaPipeline.from_checkpoint(run["dir"], mode=mode, device=str(device))
-                    scored[variant.key][mode] = evaluator(pipe)
-            settings = variant.settings
-            row = {"variant": variant.name, "table": variant.table, "label": variant.label,
-                   "loss_mode": settings["loss_mode"], "lambda_gt": settings["lambda_gt"],
-                   "cfg_variant": settings["cfg_variant"], "trained_as": run["name"],
-                   "distill_seconds": run["seconds"], "final_loss": run["final_loss"], "w_mean": run["w_mean"]}
-            for mode, metrics in scored[variant.key].items():
-                row.update({f"{k}_{mode}": v for k, v in metrics.items()})
-            rows.append(row)
-        timings["eval"] = time.perf_counter() - tick
-        timings["total"] = time.perf_counter() - start
-        summary = {
-            "machine": machine_description(device), "load_average": {"start": load_start, "end": _load()},
-            "timings_s": timings, "teacher_steps": teacher_steps, "student_steps": student_steps,
-            "teacher_config": teacher_cfg, "distill_config": common, "eval": {
-                "clips": len(clips), "frames": frames, "output_size": output_size, "seed": seed,
-                "sync_scorer": evaluator.metric.scorer.name},
-            "teacher_final_loss": teacher_log[-1]["loss"] if teacher_log else math.nan,
-            "teacher": teacher_row, "real": real_row, "rows": rows,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        }
-        (out_dir / "ablation.json").write_text(json.dumps(summary, indent=1, default=str))
-        if table_path:
-            Path(table_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(table_path).write_text(format_markdown(summary))
-        return rows
+        return _run(out_dir, settings, device, variants, progress, doc_path)
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous[0])
+        if previous[1] is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous[1]
 
 
-# ------------------------------------------------------------------------------------------------ markdown
+def _run(out_dir: Path, settings: AblationSettings, device: torch.device, variants: tuple[Variant, ...],
+         progress: bool, doc_path) -> dict:
+    from fada.ablation_claims import judge
+    from fada.ablation_eval import Evaluator, held_out_clips, oracle_regressor
+    from fada.ablation_report import format_markdown, loss_curves_png
+    from fada.distill import distill_student
+    from fada.metrics.oracle_sync import OracleSync, predict_opening, r_squared
+    from fada.pipeline import FadaPipeline
+    from fada.train_teacher import train_teacher
+    from fada.training import read_log
 
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "∞"
-        return f"{value:.{digits}g}"
-    return str(value)
+    start, load_start, timings = time.perf_counter(), _load(), {}
+    # 1. data
+    teacher_cfg = copy.deepcopy(settings.teacher_config) if settings.teacher_config else default_teacher_config(
+        settings.num_frames, settings.teacher_steps)
+    num_frames = teacher_cfg.setdefault("train", {}).setdefault("num_frames", settings.num_frames)
+    size = teacher_cfg["codec"]["size"]
+    data_dir = Path(settings.data_dir) if settings.data_dir else out_dir / "data"
+    data_record = out_dir / "data_made.json"
+    if settings.data_dir is None and not (data_dir / "views" / f"{settings.student_view}.json").is_file():
+        from shards.synthetic_dataset import make_mixed_quality_data_dir
 
+        _cached(data_record, lambda: _timed(lambda: {"path": str(make_mixed_quality_data_dir(
+            data_dir, n_clean=settings.n_clean, n_moderate=settings.n_moderate, size=size,
+            duration_s=settings.data_seconds, strict_view=settings.teacher_view, lenient_view=settings.student_view))}))
+    # None: a data dir reused without a record of its making (or the user's own)
+    timings["data"] = json.loads(data_record.read_text())["eval_seconds"] if data_record.is_file() else None
+    # 2. the teacher (seed 0), once
+    teacher_dir = out_dir / "teacher"
+    teacher_run = _train_teacher_once(
+        lambda steps: train_teacher(data_dir, settings.teacher_view, copy.deepcopy(teacher_cfg), steps, teacher_dir,
+                                    device=str(device), progress=progress),
+        teacher_dir / PROGRESS_FILE, settings.teacher_steps)
+    timings["teacher"] = teacher_run["seconds"]
+    # 3. students: per seed, one per distinct variant, each until flat or capped
+    shared = students(variants)
+    common = {**default_distill_config(num_frames, settings.max_student_steps, settings.chunk_steps),
+              **(settings.distill_config or {})}
+    runs: dict[tuple[str, int], dict] = {}
+    for seed in range(settings.seeds):
+        for variant in variants:
+            if shared[variant.name] != variant.name:
+                continue
+            student_dir = out_dir / "students" / variant.name / f"seed{seed}"
+            config = {**common, **variant.overrides, "seed": seed}
+            run = train_until_flat(
+                lambda steps, student_dir=student_dir, config=config: distill_student(
+                    data_dir, settings.student_view, teacher_dir, student_dir, config=config, steps=steps,
+                    device=str(device), progress=progress),
+                lambda student_dir=student_dir: [row["loss"] for row in read_log(student_dir)],
+                student_dir / PROGRESS_FILE, chunk=settings.chunk_steps, max_steps=settings.max_student_steps,
+                tolerance=settings.flat_tolerance)
+            log = read_log(student_dir)
+            runs[variant.name, seed] = {**run, "dir": str(student_dir), "final_loss": log[-1]["loss"],
+                                        "w_mean": float(np.mean([row["w_mean"] for row in log])),
+                                        "r_mean": float(np.mean([row["r_mean"] for row in log])),
+                                        "r_max": float(np.max([row["r_mean"] for row in log]))}
+    timings["students"] = sum(run["seconds"] for run in runs.values())
+    # 4. evaluation: the oracle, the held-out clips, the teacher (the reference), then every row
+    teacher_pipe = FadaPipeline.from_checkpoint(teacher_dir, mode="teacher", device=str(device))
+    context = teacher_pipe.model.audio_context_frames
+    frames = -(-settings.eval_frames // num_frames) * num_frames
+    scores_dir = out_dir / "scores" / _eval_key(settings, teacher_dir)
+    weights = out_dir / f"mouth_regressor_{settings.oracle_speakers}x{settings.oracle_steps}.safetensors"
+    tick = time.perf_counter()
+    regressor = oracle_regressor(weights, speakers=settings.oracle_speakers, seconds=settings.oracle_seconds,
+                                 steps=settings.oracle_steps)
+    eval_seconds = {"oracle": _cached(weights.with_suffix(".json"), lambda: {"seconds": time.perf_counter() - tick})["seconds"]}
+    clips = held_out_clips(out_dir / "held_out", count=settings.eval_speakers, frames=frames, size=size,
+                           context_frames=context)
+    oracle_r2 = r_squared(np.concatenate([predict_opening(regressor, c.frames) for c in clips]),
+                          np.concatenate([c.mouth_open for c in clips]))
+    evaluator = Evaluator(clips, OracleSync(regressor, min_frames=settings.oracle_min_frames), context_frames=context,
+                          seed=settings.eval_seed, fd_side=settings.fd_side)
+    teacher_latents = scores_dir / "teacher_latents.safetensors"
+    if teacher_latents.is_file() and (scores_dir / "teacher.json").is_file():
+        from safetensors.torch import load_file
 
-def format_markdown(summary: dict) -> str:
-    machine, timings, ev = summary["machine"], summary["timings_s"], summary["eval"]
-    teacher_train = summary["teacher_config"].get("train", {})
-    lines = [
-        "# Distillation ablation (paper Tables 2–4)",
-        "",
-        f"Produced by `fada.ablation.run_ablation` on {summary['date']}: one teacher, one student per variant, "
-        "every student scored in both modes against the teacher's 75-NFE output from the same noise, portrait "
-        "and audio. Regenerate with `fada ablate` (or `fada.ablation.run_ablation(out_dir)`; on a GPU pass more "
-        "`--teacher-steps`/`--student-steps`, or `teacher_config`/`eval_frames` to `run_ablation`).",
-        "",
-        "## Setup",
-        "",
-        f"* Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, device `{machine['device']}`"
-        + (f" ({machine['gpu']})" if machine.get("gpu") else "")
-        + f", torch {machine['torch']} with {machine['torch_threads']} thread(s); load average (1/5/15 min) "
-        f"{summary['load_average']['start']} at the start, {summary['load_average']['end']} at the end "
-        "(the cores are shared with other jobs).",
-        f"* Wall time: **{timings['total']:.0f} s** in all — data {timings['data']:.0f} s, teacher "
-        f"{timings['teacher']:.0f} s, students {timings['students']:.0f} s, evaluation {timings['eval']:.0f} s.",
-        f"* Teacher: {summary['teacher_steps']} steps; model/codec `{json.dumps(summary['teacher_config'].get('codec'))}`, "
-        f"train `{json.dumps(teacher_train, sort_keys=True)}`; final loss {_fmt(summary['teacher_final_loss'])}.",
-        f"* Students: {summary['student_steps']} steps each; common settings "
-        f"`{json.dumps(summary['distill_config'], sort_keys=True)}`; each row's own settings below "
-        "(loss rows use the layer-tokens CFG variant, CFG rows the adaptive λ_gt 0.25 loss).",
-        f"* Evaluation: {ev['clips']} fixed windows of the view, {ev['frames']} frames each (clips of "
-        f"{teacher_train.get('num_frames')} frames chained through motion frames), generator seed {ev['seed']}; "
-        f"latent MSE/PSNR vs the teacher; sync by `{ev['sync_scorer']}` on frames upsampled to "
-        f"{ev['output_size']}²; NFE-D per clip counted by the pipeline.",
-        "",
-        "## Results",
-        "",
-        "| table | variant | loss | λ_gt | CFG | final loss | mean w | NFE-D fast | MSE fast | PSNR fast (dB) "
-        "| Sync-C fast | NFE-D balanced | MSE balanced | PSNR balanced (dB) | Sync-C balanced |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    t = summary["teacher"]
-    lines.append(f"| — | {t['label']} | — | — | — | {_fmt(summary['teacher_final_loss'])} | — | {_fmt(t['nfe'])} "
-                 f"| 0 | ∞ | {_fmt(t['sync_c'])} | | | | |")
-    for row in summary["rows"]:
-        shared = "" if row["trained_as"] == row["variant"] else f" (= {row['trained_as']})"
-        lines.append(
-            f"| {row['table']} | {row['label']}{shared} | {row['loss_mode']} "
-            f"| {'—' if row['loss_mode'] == 'none' else _fmt(row['lambda_gt'])} "
-            f"| {row['cfg_variant']} | {_fmt(row['final_loss'])} | {_fmt(row['w_mean'], 3)} "
-            f"| {_fmt(row['nfe_fast'])} | {_fmt(row['mse_fast'])} | {_fmt(row['psnr_fast'])} | {_fmt(row['sync_c_fast'])} "
-            f"| {_fmt(row['nfe_balanced'])} | {_fmt(row['mse_balanced'])} | {_fmt(row['psnr_balanced'])} "
-            f"| {_fmt(row['sync_c_balanced'])} |")
-    reasons = set(t["sync_reasons"]).union(*(row[f"sync_reasons_{m}"] for row in summary["rows"] for m in MODES))
-    real = summary["real"]
-    lines += [
-        "",
-        f"Sync on the real frames of the same windows: Sync-C {_fmt(real['sync_c'])}, Sync-D {_fmt(real['sync_d'])} "
-        f"({real['sync_scored']} scored).",
-    ]
-    reasons |= set(real["sync_reasons"])
-    if reasons:
-        lines += ["", "Why a sync value is NaN (the scorer's own messages, over all rows and clips):", ""]
-        lines += [f"* {r}" for r in sorted(reasons)]
-    lines += [
-        "",
-        "## Reading it",
-        "",
-        "* NFE-D is the cost: teacher 75, balanced 18 (4.17× fewer), fast 6 (12.5× fewer).",
-        "* MSE/PSNR measure how closely a student reproduces its teacher from the same noise (higher PSNR = "
-        "closer). With the few steps a CPU run affords, the students are still near their initialisation (the "
-        "teacher's weights), so the rows show that every variant trains and runs, not the paper's ranking.",
-        "* What each mode runs: fast is one pass with the scales (s_a 6.5, s_r 2.0) fed to the CFG conditioning "
-        "— for the `none` CFG variant that is one unguided pass; balanced is three passes combined with eq. 9 "
-        "(s_a 6.5, s_r 2.5) and no scales fed, which is how the `none` variant was trained (condition dropout) "
-        "but not how the CFG-distilled variants were (they always saw full conditions and scales).",
-        "* adaptive and adaptive-unlimited differ only for samples with r = L_gt/L_distill > r_peak (30); when "
-        "no sample gets there their runs are identical.",
-        "* Sync is NaN when the scorer cannot score: its ±15-frame search needs about 40 frames with a face; "
-        "pass `eval_frames=48` (GPU) to get values.",
-        "",
-    ]
-    return "\n".join(lines)
+        stored = load_file(str(teacher_latents))
+        evaluator.reference = [stored[str(i)] for i in range(len(clips))]
+    else:
+        from safetensors.torch import save_file
+
+        from shards.atomic import atomic_path
+
+        teacher_scores = _timed(lambda: evaluator(teacher_pipe))
+        scores_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(teacher_latents) as tmp:
+            save_file({str(i): x.contiguous() for i, x in enumerate(evaluator.reference)}, str(tmp))
+        atomic_write_json(scores_dir / "teacher.json", json_safe(teacher_scores))
+    teacher_row = {"variant": "teacher", "label": "teacher, DDIM 25 steps × 3 passes", "mode": "teacher",
+                   **json.loads((scores_dir / "teacher.json").read_text())}
+    real_row = _cached(scores_dir / "real.json", lambda: _timed(evaluator.real))
+    eval_seconds.update(teacher=teacher_row["eval_seconds"], real=real_row["eval_seconds"])
+    per_seed: dict[str, list[dict]] = {"teacher": [teacher_row]}
+    for variant in variants:
+        trained = shared[variant.name]
+        per_seed[variant.name] = []
+        for seed in range(settings.seeds):
+            run = runs[trained, seed]
+            name = f"{trained}-seed{seed}-{variant.mode}"
+            scores = _cached(scores_dir / f"{name}.json", lambda run=run: _timed(lambda: evaluator(
+                FadaPipeline.from_checkpoint(run["dir"], mode=variant.mode, device=str(device)))))
+            eval_seconds[name] = scores["eval_seconds"]
+            per_seed[variant.name].append({**scores, "seed": seed, "train_steps": run["steps"],
+                                           "train_status": run["status"], "train_seconds": run["seconds"],
+                                           **{k: run[k] for k in ("final_loss", "w_mean", "r_mean", "r_max")}})
+    # the work's seconds as recorded when it was done (a resumed run reuses earlier work with its time)
+    timings["eval"] = sum(eval_seconds.values())
+    timings["total"] = (timings["data"] or 0.0) + timings["teacher"] + timings["students"] + timings["eval"]
+    timings["this_invocation"] = time.perf_counter() - start
+    rows = [{"variant": v.name, "table": v.table, "label": v.label, "mode": v.mode, "trained_as": shared[v.name],
+             "loss_mode": v.settings["loss_mode"], "lambda_gt": v.settings["lambda_gt"],
+             "cfg_variant": v.settings["cfg_variant"], "seeds": per_seed[v.name]} for v in variants]
+    summary = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_description(device),
+        "load_average": {"start": load_start, "end": _load()}, "timings_s": timings,
+        "settings": {**asdict(settings), "teacher_config": teacher_cfg}, "distill_config": common,
+        "data_dir": str(data_dir), "teacher_steps": teacher_run["steps"],
+        "eval": {"speakers": len(clips), "frames": frames, "clip_frames": num_frames, "size": size,
+                 "oracle_r2": oracle_r2, "window_start": "frame 10 (portrait: frame 0)"},
+        "teacher_final_loss": read_log(teacher_dir)[-1]["loss"] if read_log(teacher_dir) else math.nan,
+        "teacher": teacher_row, "real": real_row, "rows": rows,
+        "claims": judge({**{v.name: per_seed[v.name] for v in variants}, "teacher": [teacher_row]}),
+    }
+    summary = json_safe(summary)
+    atomic_write_json(out_dir / "ablation.json", summary)
+    if doc_path:
+        doc_path = Path(doc_path)
+        doc_path.parent.mkdir(parents=True, exist_ok=True)
+        png = loss_curves_png({(v.name, seed): read_log(runs[v.name, seed]["dir"]) for v in variants
+                               if shared[v.name] == v.name for seed in range(settings.seeds)},
+                              doc_path.with_name(doc_path.stem + "_loss.png"), chunk=settings.chunk_steps)
+        summary["loss_png"] = png.name if png else None
+        doc_path.write_text(format_markdown(summary))
+    return summary
