@@ -17,8 +17,9 @@ window, as at inference) and each probe timestep t:
    with the true opening over all windows' frames.
 
 ``r_own`` far above ``r_swapped`` means the net draws the mouth the audio asks for; a net that ignores the audio
-scores the same with both (and at high t, where z_t hides the mouth, both near 0). At ᾱ_t ≈ 0.1 (t = 700) the
-noise's standard deviation is 3× the signal's, so a few-pixel mouth is not readable from z_t itself.
+scores the same with both (and at high t, where z_t hides the mouth, both near 0). At the probe's t = 600 and
+800, ᾱ_t ≈ 0.16 and 0.04: the noise's standard deviation is 2.3× and 5× the signal's, so a few-pixel mouth is
+hard or impossible to read from z_t itself.
 """
 
 from __future__ import annotations
