@@ -43,6 +43,7 @@ from fada.metrics.oracle_sync import (OracleSync, RenderedSpeaker, audio_envelop
                                       per_window_correlation, predict_opening, r_squared, render_speakers,
                                       save_regressor, train_mouth_regressor)
 from fada.stats import interval  # noqa: E402
+from fada.training_plots import save_figure  # noqa: E402
 from filters.strict_json import json_safe  # noqa: E402
 from shards.atomic import atomic_write_json  # noqa: E402
 
@@ -366,9 +367,7 @@ def plot_probe_curves(summary: dict, path: Path) -> None:
     axes.set(xlabel="teacher training step", ylabel="audio probe gap (r own − r other)",
              title="Does the teacher draw the mouth the audio asks for?")
     axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, path, dpi=120)
 
 
 def combine(outs: list[str]) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 
 from fada.ablation_claims import METRICS
 from fada.stats import interval
+from fada.training_plots import save_figure
 
 COLUMNS = (("distance to teacher ↓", "distance", 4), ("oracle sync ↑", "oracle_sync", 3),
            ("shuffled audio", "oracle_shuffled", 3), ("FD to real ↓", "fd", 4), ("NFE-D", "nfe", 3),
@@ -63,12 +64,7 @@ def loss_curves_png(logs: dict[tuple[str, int], list[dict]], out_png: str | os.P
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     axes[0].set_ylabel(f"loss, mean over {chunk} steps")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def _row_cells(seeds: list[dict]) -> list[str]:

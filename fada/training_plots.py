@@ -49,9 +49,16 @@ def loss_curve_png(rows: list[dict], out_png: str | os.PathLike, title: str) -> 
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=10)
+    return save_figure(fig, out_png)
+
+
+def save_figure(fig, out_png: str | os.PathLike, dpi: int = 90) -> Path:
+    """Lay out ``fig``, write it to ``out_png`` (parents created) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
+    fig.savefig(out_png, dpi=dpi)
     plt.close(fig)
     return out_png
