@@ -115,7 +115,8 @@ def format_markdown(summary: dict) -> str:
         f"envelope; its mouth reader has R² {_num(ev['oracle_r2'])} on these windows' rendered frames), with the same "
         "videos' shuffled-audio value beside it. FD: Fréchet distance between Gaussians fitted to "
         f"{settings['fd_side']}×{settings['fd_side']}×3 area thumbnails (pixels 0..1) of all generated frames and "
-        "all real frames of the windows. NFE-D per clip as counted by the pipeline.",
+        "all real frames of the windows. NFE-D per clip as counted by the pipeline. The evaluation speakers are "
+        "always generator speakers (the oracle needs their true mouth), also when `--data` is a user's own data.",
         f"* **Machine**: {machine['cpu']}, {machine['cpu_count']} CPUs, device `{machine['device']}`"
         + (f" ({machine['gpu']})" if machine.get("gpu") else "")
         + f", torch {machine['torch']}, {machine['torch_threads']} thread(s); load average {summary['load_average']['start']} "
