@@ -191,7 +191,8 @@ def add_model_commands(sub) -> None:
     p = sub.add_parser("ablate", help="the paper's Tables 2–4 as an experiment: teacher on strict, students on "
                                       "lenient, seeds, verdicts → docs/ablation.md")
     p.add_argument("--out", default="ablation-runs", help="working directory; finished work in it is reused")
-    p.add_argument("--data", default=None, help="data directory to train on (default: generated mixed-quality speakers); scoring is always on held-out generator speakers")
+    p.add_argument("--data", default=None, help="data directory to train on (default: generated mixed-quality "
+                   "speakers); scoring is always on held-out generator speakers")
     p.add_argument("--teacher-view", default="strict")
     p.add_argument("--student-view", default="lenient")
     p.add_argument("--seeds", type=int, default=None, help="student seeds (default 3; the teacher is trained once)")
